@@ -1,0 +1,106 @@
+/*
+ * glue.h - internal declarations shared by the Python glue (csrc/pyglue/).
+ *
+ * The glue turns the C context library into CPython objects:
+ *
+ *   thread.c    per-thread state: the main greenlet, the current one, the
+ *               value in flight during a switch, thread exit
+ *   greenlet.c  the greenlet type: creation, switch, throw, death, GC
+ *   module.c    the fastco._native module: getcurrent, settrace, errors
+ *   pystate.c   the interpreter state saved per coroutine (per version)
+ *
+ * Everything here runs with the GIL held.
+ */
+#ifndef FASTCO_GLUE_H
+#define FASTCO_GLUE_H
+
+#include "pystate.h"
+#include "../fastco.h"
+
+typedef struct FcGreenlet FcGreenlet;
+typedef struct fc_thread fc_thread;
+
+/* What a switch carries from one greenlet to the other. */
+enum fc_xfer_kind {
+    FC_XFER_NONE = 0,
+    FC_XFER_VALUE,    /* a: one object, handed over as is */
+    FC_XFER_ARGS,     /* a: args tuple, b: kwargs dict or NULL */
+    FC_XFER_EXC       /* a, b, c: exception type, value, traceback */
+};
+
+typedef struct fc_xfer {
+    int kind;
+    PyObject *a, *b, *c;   /* strong references */
+} fc_xfer;
+
+/* Lifecycle of a greenlet. */
+enum fc_state {
+    FC_NEW = 0,       /* created, never switched to */
+    FC_ACTIVE,        /* started and not finished: running or suspended */
+    FC_DEAD           /* finished, or killed before it started */
+};
+
+/*
+ * Per-thread state.  Reference-counted by the greenlets of the thread (a
+ * greenlet keeps a pointer to its thread for its whole life) and by the
+ * sentinel object that reports the thread's exit.
+ */
+struct fc_thread {
+    long refs;
+    int alive;                  /* 0 once the thread state is cleared */
+    PyThreadState *tstate;
+    unsigned long ident;        /* PyThread_get_thread_ident() */
+    FcGreenlet *main;           /* strong; NULL once the thread ended */
+    FcGreenlet *current;        /* strong; the running greenlet */
+    /* During a switch: */
+    fc_xfer xfer;               /* what the switch carries */
+    FcGreenlet *origin;         /* strong; the greenlet that switched */
+    FcGreenlet *dying;          /* strong; finished, resources to release */
+    int carry;                  /* see fc_pystate_save */
+    PyObject *trace;            /* strong; fastco.settrace() callback */
+    /* Greenlets of this thread that lost their last reference on another
+     * thread: killed here, at the next switch (a list). */
+    PyObject *pending_kills;
+};
+
+struct FcGreenlet {
+    PyObject_HEAD
+    fastco_ctx ctx;             /* where it was suspended */
+    fc_thread *thread;          /* owning thread (strong, see fc_thread) */
+    PyObject *run;              /* the callable, until it starts */
+    FcGreenlet *parent;         /* strong; NULL only for a main greenlet */
+    PyObject *dict;
+    PyObject *weakreflist;
+    fc_pystate st;              /* interpreter state while suspended */
+    _PyErr_StackItem exc_item;  /* its own root exception item */
+    fastco_stack stack;         /* its C stack (none for a main greenlet) */
+    size_t stack_size;          /* asked for; 0: the default */
+    unsigned char state;        /* enum fc_state */
+    unsigned char is_main;
+};
+
+/* thread.c */
+extern _Thread_local fc_thread *fc_tls;
+fc_thread *fc_thread_slow(void);
+static inline fc_thread *fc_thread_get(void)
+{
+    /* The state of the running thread, made on first use; NULL with an
+     * exception set on failure. */
+    fc_thread *ts = fc_tls;
+    return ts != NULL && ts->tstate == fc_tstate() ? ts : fc_thread_slow();
+}
+void fc_thread_incref(fc_thread *ts);
+void fc_thread_decref(fc_thread *ts);
+void fc_xfer_clear(fc_xfer *x);
+int fc_thread_types_ready(void);
+
+/* greenlet.c */
+extern PyTypeObject FcGreenlet_Type;
+extern PyObject *FcExc_GreenletExit;
+extern PyObject *FcExc_Error;
+#define FcGreenlet_Check(op) PyObject_TypeCheck(op, &FcGreenlet_Type)
+FcGreenlet *fc_greenlet_new_main(fc_thread *ts);
+int fc_greenlet_type_ready(void);
+void fc_kill_pending(fc_thread *ts);
+
+#endif /* FASTCO_GLUE_H */

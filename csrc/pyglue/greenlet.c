@@ -1,0 +1,927 @@
+/*
+ * greenlet.c - fastco's greenlet type: a coroutine on its own C stack with
+ * greenlet's Python interface (switch, throw, parent, dead, run, ...).
+ *
+ * A switch, start to finish:
+ *
+ *   1. the caller packs what it sends into an fc_xfer and picks the target
+ *      (the first live greenlet up the parent chain; a new one gets a stack);
+ *   2. fc_switch_to saves the caller's interpreter state, makes the target
+ *      current and switches C contexts (csrc/ctx.h): no syscall, no GIL
+ *      release, nothing allocated;
+ *   3. the target, back on its own stack, restores its interpreter state,
+ *      releases the stack of a greenlet that just died, calls the trace
+ *      function, and takes what was sent.
+ *
+ * Memory of a started greenlet's stack slot (see fastco.h for the slot):
+ *
+ *   lo + size  +------------------------------+
+ *              | frame data root chunk (3.11+) |  grows up
+ *   split  ->  +------------------------------+  FC_SPLIT bytes into a page
+ *              | C stack                       |  grows down
+ *              |   ...                         |
+ *   lo     ->  +------------------------------+
+ *              | guard page                    |
+ *
+ * The split sits inside a page so that a greenlet suspended a few calls
+ * deep touches one page: the bottom of its frame data and the top of its
+ * C stack share it.
+ */
+#include "glue.h"
+#include "../ctx.h"
+
+#include <structmember.h>
+
+/* Bytes of the C stack in the page shared with the frame data chunk. */
+#define FC_SPLIT 3072
+
+PyObject *FcExc_GreenletExit;
+PyObject *FcExc_Error;
+
+static PyObject *str_run, *str_switch, *str_throw;
+
+/* ------------------------------------------------------------------------
+ * Small helpers
+ */
+
+static fc_thread *owner_or_error(FcGreenlet *g, fc_thread *ts)
+{
+    if (g->thread != ts) {
+        PyErr_SetString(FcExc_Error,
+                        g->thread->alive
+                            ? "cannot switch to a different thread"
+                            : "cannot switch to a greenlet of a thread that has exited");
+        return NULL;
+    }
+    return ts;
+}
+
+/* The greenlet a switch to `g` really goes to: `g`, or the first of its
+ * ancestors that has not finished. */
+static FcGreenlet *live_target(FcGreenlet *g)
+{
+    while (g != NULL && g->state == FC_DEAD)
+        g = g->parent;
+    return g;
+}
+
+/* Where the C stack of a started greenlet ends and its frame data begins. */
+static char *stack_split(FcGreenlet *g)
+{
+    char *hi = (char *)g->stack.lo + g->stack.size;
+    size_t chunk = fc_pystate_chunk_bytes(g->stack.size);
+    size_t page = fastco_page_size();
+    uintptr_t split;
+    if (chunk == 0)
+        return hi;
+    split = (((uintptr_t)hi - chunk) & ~(uintptr_t)(page - 1)) + FC_SPLIT;
+    return (char *)split;
+}
+
+/* Gets a never-started greenlet ready to run: its callable and its stack.
+ * Runs in the switching greenlet; on failure the switch fails there. */
+static int prepare_start(FcGreenlet *g)
+{
+    PyObject *run;
+    int err;
+
+    if (fc_py_finalizing()) {
+        PyErr_SetString(FcExc_Error,
+                        "cannot start a greenlet while the interpreter shuts down");
+        return -1;
+    }
+    /* A subclass may define run() as a method: look it up as an attribute. */
+    run = PyObject_GetAttr((PyObject *)g, str_run);
+    if (run == NULL)
+        return -1;
+    if (g->state != FC_NEW) {
+        /* Looking up `run` ran Python code that started or killed it. */
+        Py_DECREF(run);
+        PyErr_SetString(FcExc_Error, "greenlet was started while it was being switched to");
+        return -1;
+    }
+    if (g->stack.lo == NULL) {
+        err = fastco_stack_get(&g->stack, g->stack_size);
+        if (err != 0) {
+            Py_DECREF(run);
+            if (err == ENOMEM)
+                PyErr_NoMemory();
+            else
+                PyErr_SetString(PyExc_ValueError, "invalid stack size");
+            return -1;
+        }
+    }
+    Py_XSETREF(g->run, run);
+    return 0;
+}
+
+/* Converts what a switch carried into the value switch() returns, the
+ * greenlet way: () for nothing, the object for one, a tuple for several,
+ * the kwargs dict, or (args, kwargs).  Consumes `x`. */
+static PyObject *xfer_result(fc_xfer *x)
+{
+    PyObject *r = NULL;
+    switch (x->kind) {
+    case FC_XFER_VALUE:
+        r = x->a;
+        x->a = NULL;
+        break;
+    case FC_XFER_ARGS: {
+        PyObject *args = x->a, *kwargs = x->b;
+        if (kwargs == NULL || PyDict_GET_SIZE(kwargs) == 0) {
+            if (PyTuple_GET_SIZE(args) == 1) {
+                r = PyTuple_GET_ITEM(args, 0);
+                Py_INCREF(r);
+            } else {
+                r = args;
+                x->a = NULL;
+            }
+        } else if (PyTuple_GET_SIZE(args) == 0) {
+            r = kwargs;
+            x->b = NULL;
+        } else {
+            r = PyTuple_Pack(2, args, kwargs);
+        }
+        break;
+    }
+    case FC_XFER_EXC:
+        PyErr_Restore(x->a, x->b, x->c);
+        x->a = x->b = x->c = NULL;
+        break;
+    default:
+        PyErr_SetString(FcExc_Error, "switch carried nothing (internal error)");
+        break;
+    }
+    fc_xfer_clear(x);
+    return r;
+}
+
+/* ------------------------------------------------------------------------
+ * The switch
+ */
+
+/* Release what a finished greenlet still holds: its stack and context. */
+static void release_dead(fc_thread *ts)
+{
+    FcGreenlet *g = ts->dying;
+    ts->dying = NULL;
+    fastco_ctx_retire(&g->ctx);
+    fastco_stack_put(&g->stack);
+    Py_CLEAR(g->st.context);
+    Py_DECREF(g);
+}
+
+/* First thing a greenlet does when it gets control: take what was sent,
+ * finish the switch's bookkeeping, and report it to the trace function.
+ * Returns 0 with the transfer in *x, or -1 with an exception set (the
+ * trace function failed; the transfer is dropped, as greenlet does). */
+static int after_switch(fc_thread *ts, FcGreenlet *self, fc_xfer *x)
+{
+    FcGreenlet *origin = ts->origin;
+    int rc = 0;
+
+    *x = ts->xfer;
+    ts->xfer.kind = FC_XFER_NONE;
+    ts->xfer.a = ts->xfer.b = ts->xfer.c = NULL;
+    ts->origin = NULL;
+    if (ts->dying != NULL)
+        release_dead(ts);
+    if (ts->trace != NULL && origin != NULL) {
+        PyObject *trace = ts->trace, *res;
+        Py_INCREF(trace);
+        res = PyObject_CallFunction(trace, "O(OO)",
+                                    x->kind == FC_XFER_EXC ? str_throw : str_switch,
+                                    (PyObject *)origin, (PyObject *)self);
+        Py_DECREF(trace);
+        if (res == NULL) {
+            /* A failing trace function is removed, as in greenlet. */
+            Py_CLEAR(ts->trace);
+            fc_xfer_clear(x);
+            rc = -1;
+        }
+        Py_XDECREF(res);
+    }
+    Py_XDECREF(origin);
+    if (ts->pending_kills != NULL && rc == 0)
+        fc_kill_pending(ts);
+    return rc;
+}
+
+static void g_bootstrap(void *arg, void *value);
+
+/* Leaves the current greenlet for `target`, which is live (or new and
+ * prepared), on this thread, and not the current one; ts->xfer holds what
+ * to send.  Returns when something switches back to the current greenlet. */
+static void leave_for(fc_thread *ts, FcGreenlet *target)
+{
+    FcGreenlet *self = ts->current;
+
+    ts->carry = fc_pystate_save(&self->st, ts->tstate);
+    ts->origin = self;              /* takes over ts->current's reference */
+    Py_INCREF(target);
+    ts->current = target;
+    if (target->state == FC_NEW) {
+        char *split = stack_split(target);
+        target->state = FC_ACTIVE;
+        fastco_ctx_make(&target->ctx, target->stack.lo,
+                        (size_t)(split - (char *)target->stack.lo),
+                        g_bootstrap, ts);
+    }
+    fastco_ctx_switch_inline(&self->ctx, &target->ctx, target);
+    /* Resumed: some greenlet switched back to us. */
+    fc_pystate_restore(&self->st, ts->tstate, ts->carry);
+}
+
+/* Switches to `target` (see leave_for) and returns what the switch back
+ * carried, as switch() returns it. */
+static PyObject *switch_to(fc_thread *ts, FcGreenlet *target)
+{
+    FcGreenlet *self = ts->current;
+    fc_xfer x;
+
+    leave_for(ts, target);
+    if (after_switch(ts, self, &x) < 0)
+        return NULL;
+    return xfer_result(&x);
+}
+
+/* Sends `x` (consumed) to `target`, the greenlet way. */
+static PyObject *fc_switch(fc_thread *ts, FcGreenlet *target, fc_xfer *x)
+{
+    target = live_target(target);
+    if (target == NULL || owner_or_error(target, ts) == NULL) {
+        if (target == NULL)
+            PyErr_SetString(FcExc_Error, "cannot switch to a dead greenlet with no live parent");
+        fc_xfer_clear(x);
+        return NULL;
+    }
+    if (target == ts->current)
+        return xfer_result(x);
+    if (target->state == FC_NEW && prepare_start(target) < 0) {
+        fc_xfer_clear(x);
+        return NULL;
+    }
+    ts->xfer = *x;
+    return switch_to(ts, target);
+}
+
+/* ------------------------------------------------------------------------
+ * Life and death of a greenlet's body
+ */
+
+/* Sends a finished greenlet's outcome to its first live ancestor, for good.
+ * `result` is the value run() returned, or NULL with the exception set. */
+static void g_finish(fc_thread *ts, FcGreenlet *self, PyObject *result)
+    __attribute__((noreturn));
+static void g_finish(fc_thread *ts, FcGreenlet *self, PyObject *result)
+{
+    fc_xfer x = {FC_XFER_NONE, NULL, NULL, NULL};
+    FcGreenlet *target;
+
+    /* GreenletExit does not propagate: it becomes the value sent. */
+    if (result == NULL && PyErr_ExceptionMatches(FcExc_GreenletExit)) {
+        PyObject *t, *v, *tb;
+        PyErr_Fetch(&t, &v, &tb);
+        PyErr_NormalizeException(&t, &v, &tb);
+        result = v != NULL ? v : Py_NewRef(Py_None);
+        Py_XDECREF(t);
+        Py_XDECREF(tb);
+    }
+    if (result != NULL) {
+        x.kind = FC_XFER_VALUE;
+        x.a = result;
+    } else {
+        x.kind = FC_XFER_EXC;
+        PyErr_Fetch(&x.a, &x.b, &x.c);
+    }
+    self->state = FC_DEAD;
+    fc_pystate_finish(ts->tstate, stack_split(self) < (char *)self->stack.lo + self->stack.size
+                                      ? stack_split(self) : NULL);
+    /* The outcome goes to the first live ancestor; an ancestor that never
+     * started starts now, with the outcome as its arguments, like greenlet.
+     * One that cannot start is skipped, with the reason as outcome. */
+    for (;;) {
+        target = live_target(self->parent);
+        if (target == NULL)
+            Py_FatalError("fastco: a greenlet finished with no live parent");
+        if (target->state != FC_NEW)
+            break;
+        if (x.kind == FC_XFER_VALUE) {
+            PyObject *args = PyTuple_Pack(1, x.a);
+            if (args != NULL) {
+                Py_SETREF(x.a, args);
+                x.kind = FC_XFER_ARGS;
+            } else {
+                fc_xfer_clear(&x);
+                x.kind = FC_XFER_EXC;
+                PyErr_Fetch(&x.a, &x.b, &x.c);
+            }
+        }
+        if (prepare_start(target) == 0)
+            break;
+        target->state = FC_DEAD;
+        fc_xfer_clear(&x);
+        x.kind = FC_XFER_EXC;
+        PyErr_Fetch(&x.a, &x.b, &x.c);
+    }
+    ts->xfer = x;
+    Py_INCREF(self);
+    ts->dying = self;
+    fc_exc_item_clear(&self->exc_item);
+    leave_for(ts, target);
+    Py_FatalError("fastco: a finished greenlet was resumed");
+}
+
+/* The body of a greenlet: runs with a fresh interpreter state on its own
+ * stack (see fc_pystate_start) and never returns. */
+static void g_body(void *arg)
+{
+    FcGreenlet *self = arg;
+    fc_thread *ts = self->thread;
+    PyObject *run = self->run, *result = NULL;
+    fc_xfer x;
+
+    self->run = NULL;
+    if (after_switch(ts, self, &x) == 0) {
+        switch (x.kind) {
+        case FC_XFER_VALUE:
+            result = PyObject_CallOneArg(run, x.a);
+            break;
+        case FC_XFER_ARGS:
+            result = PyObject_Call(run, x.a, x.b);
+            break;
+        case FC_XFER_EXC:
+            PyErr_Restore(x.a, x.b, x.c);
+            x.a = x.b = x.c = NULL;
+            break;
+        default:
+            PyErr_SetString(FcExc_Error, "greenlet started with nothing (internal error)");
+            break;
+        }
+        fc_xfer_clear(&x);
+    }
+    Py_DECREF(run);
+    g_finish(ts, self, result);
+}
+
+/* Entry of a new greenlet's C context: sets up its interpreter state. */
+static void g_bootstrap(void *arg, void *value)
+{
+    fc_thread *ts = arg;
+    FcGreenlet *self = value;
+    char *lo = self->stack.lo, *hi = lo + self->stack.size;
+    char *split = stack_split(self);
+    fc_fresh fresh;
+
+    fresh.exc_item = &self->exc_item;
+    fresh.context = self->st.context;     /* gr_context set before start */
+    self->st.context = NULL;
+    fresh.chunk = split < hi ? split : NULL;
+    fresh.chunk_size = (size_t)(hi - split);
+    fresh.c_recursion_limit = fc_pystate_c_limit((size_t)(split - lo));
+    fc_pystate_start(ts->tstate, ts->carry, &fresh, g_body, self);
+}
+
+/* ------------------------------------------------------------------------
+ * Killing: throw GreenletExit in, and let it come back here
+ */
+
+/* Throws GreenletExit into `g` (an active greenlet of this thread) with the
+ * current greenlet as its parent meanwhile, so that its end comes back
+ * here.  Returns 0, or -1 with an exception set. */
+static int kill_here(fc_thread *ts, FcGreenlet *g)
+{
+    FcGreenlet *oldparent = g->parent;
+    fc_xfer x = {FC_XFER_EXC, NULL, NULL, NULL};
+    PyObject *res;
+
+    x.a = Py_NewRef(FcExc_GreenletExit);
+    g->parent = (FcGreenlet *)Py_NewRef((PyObject *)ts->current);
+    res = fc_switch(ts, g, &x);
+    Py_SETREF(g->parent, oldparent);
+    if (res == NULL)
+        return -1;
+    Py_DECREF(res);
+    return 0;
+}
+
+/* Kills the greenlets that lost their last reference on another thread. */
+void fc_kill_pending(fc_thread *ts)
+{
+    PyObject *list = ts->pending_kills;
+    ts->pending_kills = NULL;
+    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(list); i++) {
+        FcGreenlet *g = (FcGreenlet *)PyList_GET_ITEM(list, i);
+        if (g->state == FC_ACTIVE && g->thread == ts && kill_here(ts, g) < 0)
+            PyErr_WriteUnraisable((PyObject *)g);
+    }
+    Py_DECREF(list);
+}
+
+/* A suspended greenlet lost its last reference: throw GreenletExit into it
+ * so that its finally blocks run, as greenlet does.  Returns 1 if it may be
+ * freed now, 0 if it was resurrected (or handed to its own thread). */
+static int kill_on_dealloc(FcGreenlet *self)
+{
+    fc_thread *owner = self->thread;
+    PyObject *et, *ev, *etb;
+    Py_ssize_t refcnt;
+
+    Py_SET_REFCNT(self, 1);
+    PyErr_Fetch(&et, &ev, &etb);
+    if (owner->alive && !fc_py_finalizing()) {
+        fc_thread *ts = fc_thread_get();
+        if (ts == owner) {
+            if (kill_here(ts, self) < 0)
+                PyErr_WriteUnraisable((PyObject *)self);
+            if (Py_REFCNT(self) == 1 && self->state == FC_ACTIVE) {
+                /* It swallowed GreenletExit and is still alive: complain and
+                 * keep it, as greenlet does. */
+                PySys_FormatStderr("GreenletExit did not kill %R\n", (PyObject *)self);
+                Py_INCREF(self);
+            }
+        } else if (ts != NULL) {
+            /* Only its own thread may run it: that thread kills it at its
+             * next switch. */
+            if (owner->pending_kills == NULL)
+                owner->pending_kills = PyList_New(0);
+            if (owner->pending_kills == NULL
+                || PyList_Append(owner->pending_kills, (PyObject *)self) < 0)
+                PyErr_WriteUnraisable((PyObject *)self);
+        } else {
+            PyErr_WriteUnraisable((PyObject *)self);
+        }
+    }
+    PyErr_Restore(et, ev, etb);
+    refcnt = Py_REFCNT(self) - 1;
+    Py_SET_REFCNT(self, refcnt);
+    if (refcnt != 0) {
+        /* Resurrected: undo what dealloc did so far. */
+        if (PyType_HasFeature(Py_TYPE(self), Py_TPFLAGS_HEAPTYPE))
+            Py_INCREF(Py_TYPE(self));
+        PyObject_GC_Track((PyObject *)self);
+        return 0;
+    }
+    return 1;
+}
+
+/* ------------------------------------------------------------------------
+ * The Python type
+ */
+
+FcGreenlet *fc_greenlet_new_main(fc_thread *ts)
+{
+    FcGreenlet *g = (FcGreenlet *)FcGreenlet_Type.tp_alloc(&FcGreenlet_Type, 0);
+    if (g == NULL)
+        return NULL;
+    g->thread = ts;
+    fc_thread_incref(ts);
+    g->state = FC_ACTIVE;
+    g->is_main = 1;
+    return g;
+}
+
+static PyObject *green_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
+{
+    fc_thread *ts = fc_thread_get();
+    FcGreenlet *g;
+    (void)args;
+    (void)kwds;
+    if (ts == NULL)
+        return NULL;
+    g = (FcGreenlet *)type->tp_alloc(type, 0);
+    if (g == NULL)
+        return NULL;
+    g->thread = ts;
+    fc_thread_incref(ts);
+    g->parent = (FcGreenlet *)Py_NewRef((PyObject *)ts->current);
+    return (PyObject *)g;
+}
+
+static int green_setrun(FcGreenlet *self, PyObject *run, void *closure);
+static int green_setparent(FcGreenlet *self, PyObject *parent, void *closure);
+
+static int green_init(FcGreenlet *self, PyObject *args, PyObject *kwds)
+{
+    static char *kwlist[] = {"run", "parent", "stack_size", NULL};
+    PyObject *run = Py_None, *parent = Py_None;
+    Py_ssize_t stack_size = 0;
+
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "|OO$n:greenlet", kwlist,
+                                     &run, &parent, &stack_size))
+        return -1;
+    if (stack_size < 0 || (size_t)stack_size > FASTCO_STACK_MAX_SIZE) {
+        PyErr_Format(PyExc_ValueError,
+                     "stack_size must be between 0 (the default) and %zu bytes",
+                     (size_t)FASTCO_STACK_MAX_SIZE);
+        return -1;
+    }
+    if (stack_size != 0 && self->state != FC_NEW) {
+        PyErr_SetString(PyExc_ValueError,
+                        "stack_size cannot be set after the greenlet started");
+        return -1;
+    }
+    if (run != Py_None && green_setrun(self, run, NULL) < 0)
+        return -1;
+    if (parent != Py_None && green_setparent(self, parent, NULL) < 0)
+        return -1;
+    if (stack_size != 0)
+        self->stack_size = (size_t)stack_size;
+    return 0;
+}
+
+static int green_traverse(FcGreenlet *self, visitproc visit, void *arg)
+{
+    Py_VISIT(self->run);
+    Py_VISIT(self->parent);
+    Py_VISIT(self->dict);
+    Py_VISIT(self->st.context);
+    return fc_exc_item_traverse(&self->exc_item, visit, arg);
+}
+
+/* Suspended greenlets are roots for the collector, as in greenlet: what
+ * their frames reference is reachable while they may resume. */
+static int green_is_gc(FcGreenlet *self)
+{
+    return self->state != FC_ACTIVE || self->is_main || !self->thread->alive;
+}
+
+static int green_clear(FcGreenlet *self)
+{
+    Py_CLEAR(self->run);
+    Py_CLEAR(self->parent);
+    Py_CLEAR(self->dict);
+    Py_CLEAR(self->st.context);
+    fc_exc_item_clear(&self->exc_item);
+    return 0;
+}
+
+static void green_dealloc(FcGreenlet *self)
+{
+    PyObject_GC_UnTrack(self);
+    if (self->state == FC_ACTIVE && !self->is_main && !kill_on_dealloc(self))
+        return;
+    if (self->weakreflist != NULL)
+        PyObject_ClearWeakRefs((PyObject *)self);
+    green_clear(self);
+    if (self->stack.lo != NULL && self->state != FC_ACTIVE) {
+        /* Prepared to start but never switched to. */
+        fastco_stack_put(&self->stack);
+    }
+    /* An active greenlet left here could not be killed (its thread is gone,
+     * or the interpreter is shutting down): its suspended frames still
+     * point into its stack, which is therefore never reused. */
+    fc_thread_decref(self->thread);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+/* switch(*args, **kwargs) */
+static PyObject *green_switch(FcGreenlet *self, PyObject *const *args,
+                              Py_ssize_t nargsf, PyObject *kwnames)
+{
+    Py_ssize_t nargs = PyVectorcall_NARGS(nargsf);
+    fc_thread *ts = fc_thread_get();
+    fc_xfer x = {FC_XFER_NONE, NULL, NULL, NULL};
+
+    if (ts == NULL)
+        return NULL;
+    if (kwnames == NULL || PyTuple_GET_SIZE(kwnames) == 0) {
+        if (nargs == 1) {
+            x.kind = FC_XFER_VALUE;
+            x.a = Py_NewRef(args[0]);
+        } else {
+            x.kind = FC_XFER_ARGS;
+            x.a = PyTuple_New(nargs);
+            if (x.a == NULL)
+                return NULL;
+            for (Py_ssize_t i = 0; i < nargs; i++)
+                PyTuple_SET_ITEM(x.a, i, Py_NewRef(args[i]));
+        }
+    } else {
+        Py_ssize_t nkw = PyTuple_GET_SIZE(kwnames);
+        x.kind = FC_XFER_ARGS;
+        x.a = PyTuple_New(nargs);
+        x.b = PyDict_New();
+        if (x.a == NULL || x.b == NULL) {
+            fc_xfer_clear(&x);
+            return NULL;
+        }
+        for (Py_ssize_t i = 0; i < nargs; i++)
+            PyTuple_SET_ITEM(x.a, i, Py_NewRef(args[i]));
+        for (Py_ssize_t i = 0; i < nkw; i++) {
+            if (PyDict_SetItem(x.b, PyTuple_GET_ITEM(kwnames, i), args[nargs + i]) < 0) {
+                fc_xfer_clear(&x);
+                return NULL;
+            }
+        }
+    }
+    return fc_switch(ts, self, &x);
+}
+
+/* throw(typ=GreenletExit, val=None, tb=None) */
+static PyObject *green_throw(FcGreenlet *self, PyObject *args)
+{
+    PyObject *typ = FcExc_GreenletExit, *val = Py_None, *tb = Py_None;
+    fc_thread *ts;
+    fc_xfer x = {FC_XFER_EXC, NULL, NULL, NULL};
+
+    if (!PyArg_UnpackTuple(args, "throw", 0, 3, &typ, &val, &tb))
+        return NULL;
+    if (tb == Py_None)
+        tb = NULL;
+    else if (!PyTraceBack_Check(tb)) {
+        PyErr_SetString(PyExc_TypeError,
+                        "throw() third argument must be a traceback object");
+        return NULL;
+    }
+    if (PyExceptionClass_Check(typ)) {
+        x.a = Py_NewRef(typ);
+        x.b = Py_NewRef(val);
+        x.c = Py_XNewRef(tb);
+        PyErr_NormalizeException(&x.a, &x.b, &x.c);
+        if (PyErr_Occurred()) {
+            fc_xfer_clear(&x);
+            return NULL;
+        }
+    } else if (PyExceptionInstance_Check(typ)) {
+        if (val != Py_None) {
+            PyErr_SetString(PyExc_TypeError,
+                            "instance exception may not have a separate value");
+            return NULL;
+        }
+        x.b = Py_NewRef(typ);
+        x.a = Py_NewRef((PyObject *)Py_TYPE(typ));
+        x.c = tb != NULL ? Py_NewRef(tb) : PyException_GetTraceback(typ);
+    } else {
+        PyErr_Format(PyExc_TypeError,
+                     "exceptions must be classes, or instances, not %s",
+                     Py_TYPE(typ)->tp_name);
+        return NULL;
+    }
+    ts = fc_thread_get();
+    if (ts == NULL) {
+        fc_xfer_clear(&x);
+        return NULL;
+    }
+    /* Into a finished greenlet, GreenletExit turns into a plain value for its
+     * parent, as greenlet does; other exceptions go to the parent as such. */
+    if (self->state == FC_DEAD
+        && PyErr_GivenExceptionMatches(x.a, FcExc_GreenletExit)) {
+        PyObject *exc = x.b;
+        x.b = NULL;
+        fc_xfer_clear(&x);
+        x.kind = FC_XFER_VALUE;
+        x.a = exc;
+    }
+    return fc_switch(ts, self, &x);
+}
+
+static int green_bool(FcGreenlet *self)
+{
+    return self->state == FC_ACTIVE && self->thread->alive;
+}
+
+static PyObject *green_getdead(FcGreenlet *self, void *closure)
+{
+    (void)closure;
+    return PyBool_FromLong(self->state == FC_DEAD
+                           || (self->state == FC_ACTIVE && !self->thread->alive));
+}
+
+static PyObject *green_getrun(FcGreenlet *self, void *closure)
+{
+    (void)closure;
+    if (self->run == NULL) {
+        PyErr_SetObject(PyExc_AttributeError, str_run);
+        return NULL;
+    }
+    return Py_NewRef(self->run);
+}
+
+static int green_setrun(FcGreenlet *self, PyObject *run, void *closure)
+{
+    (void)closure;
+    if (self->state != FC_NEW) {
+        PyErr_SetString(PyExc_AttributeError,
+                        "run cannot be set after the start of the greenlet");
+        return -1;
+    }
+    Py_XSETREF(self->run, Py_XNewRef(run));
+    return 0;
+}
+
+static PyObject *green_getparent(FcGreenlet *self, void *closure)
+{
+    (void)closure;
+    return Py_NewRef(self->parent ? (PyObject *)self->parent : Py_None);
+}
+
+static int green_setparent(FcGreenlet *self, PyObject *parent, void *closure)
+{
+    FcGreenlet *p;
+    (void)closure;
+    if (parent == NULL) {
+        PyErr_SetString(PyExc_AttributeError, "can't delete attribute");
+        return -1;
+    }
+    if (!FcGreenlet_Check(parent)) {
+        PyErr_Format(PyExc_TypeError, "parent must be a greenlet, not %s",
+                     Py_TYPE(parent)->tp_name);
+        return -1;
+    }
+    for (p = (FcGreenlet *)parent; p != NULL; p = p->parent) {
+        if (p == self) {
+            PyErr_SetString(PyExc_ValueError, "cyclic parent chain");
+            return -1;
+        }
+    }
+    if (((FcGreenlet *)parent)->thread != self->thread) {
+        PyErr_SetString(PyExc_ValueError, "parent cannot be on a different thread");
+        return -1;
+    }
+    if (self->is_main) {
+        PyErr_SetString(PyExc_ValueError, "a main greenlet cannot have a parent");
+        return -1;
+    }
+    Py_XSETREF(self->parent, (FcGreenlet *)Py_NewRef(parent));
+    return 0;
+}
+
+static int is_running(FcGreenlet *self)
+{
+    return self->thread->alive && self->thread->current == self;
+}
+
+static PyObject *green_getframe(FcGreenlet *self, void *closure)
+{
+    fc_thread *ts = fc_tls;
+    PyFrameObject *f = NULL;
+    (void)closure;
+    if (self->state == FC_ACTIVE && !is_running(self) && ts == self->thread
+        && ts->tstate == fc_tstate())
+        f = fc_pystate_frame(&self->st, ts->tstate);
+    return f != NULL ? (PyObject *)f : Py_NewRef(Py_None);
+}
+
+static PyObject *green_getcontext(FcGreenlet *self, void *closure)
+{
+    PyObject *ctx;
+    (void)closure;
+    if (is_running(self)) {
+        if (self->thread != fc_thread_get()) {
+            PyErr_SetString(PyExc_ValueError,
+                            "cannot get the context of a greenlet running in another thread");
+            return NULL;
+        }
+        ctx = self->thread->tstate->context;
+    } else {
+        ctx = self->st.context;
+    }
+    return Py_NewRef(ctx != NULL ? ctx : Py_None);
+}
+
+static int green_setcontext(FcGreenlet *self, PyObject *ctx, void *closure)
+{
+    (void)closure;
+    if (ctx == NULL) {
+        PyErr_SetString(PyExc_AttributeError, "can't delete context attribute");
+        return -1;
+    }
+    if (ctx == Py_None)
+        ctx = NULL;
+    else if (!PyContext_CheckExact(ctx)) {
+        PyErr_SetString(PyExc_TypeError,
+                        "greenlet context must be a contextvars.Context or None");
+        return -1;
+    }
+    if (is_running(self)) {
+        PyThreadState *tstate;
+        if (self->thread != fc_thread_get()) {
+            PyErr_SetString(PyExc_ValueError,
+                            "cannot set the context of a greenlet running in another thread");
+            return -1;
+        }
+        tstate = self->thread->tstate;
+        Py_XSETREF(tstate->context, Py_XNewRef(ctx));
+        tstate->context_ver++;
+    } else if (self->state == FC_DEAD) {
+        if (ctx != NULL) {
+            PyErr_SetString(PyExc_ValueError,
+                            "cannot set the context of a finished greenlet");
+            return -1;
+        }
+    } else {
+        Py_XSETREF(self->st.context, Py_XNewRef(ctx));
+    }
+    return 0;
+}
+
+static PyObject *green_getstacksaved(FcGreenlet *self, void *closure)
+{
+    (void)self;
+    (void)closure;
+    return PyLong_FromLong(0);
+}
+
+static PyObject *green_getstacksize(FcGreenlet *self, void *closure)
+{
+    (void)closure;
+    if (self->is_main)
+        Py_RETURN_NONE;
+    return PyLong_FromSize_t(self->stack.lo != NULL ? self->stack.size
+                             : self->stack_size ? self->stack_size
+                                                : FASTCO_STACK_DEFAULT_SIZE);
+}
+
+static PyObject *green_repr(FcGreenlet *self)
+{
+    const char *tp_name = Py_TYPE(self)->tp_name;
+    if (self->state == FC_DEAD || !self->thread->alive)
+        return PyUnicode_FromFormat("<%s object at %p (otid=%p)%s dead>", tp_name,
+                                    self, self->thread,
+                                    self->thread->alive ? "" : " (thread exited)");
+    return PyUnicode_FromFormat(
+        "<%s object at %p (otid=%p)%s%s%s%s>", tp_name, self, self->thread,
+        is_running(self) ? " current" : self->state == FC_ACTIVE ? " suspended" : "",
+        self->state == FC_ACTIVE ? " active" : "",
+        self->state == FC_NEW ? " pending" : " started",
+        self->is_main ? " main" : "");
+}
+
+static PyObject *green_getstate(FcGreenlet *self, PyObject *unused)
+{
+    (void)unused;
+    PyErr_Format(PyExc_TypeError, "cannot serialize '%s' object", Py_TYPE(self)->tp_name);
+    return NULL;
+}
+
+static PyMethodDef green_methods[] = {
+    {"switch", (PyCFunction)(void (*)(void))green_switch,
+     METH_FASTCALL | METH_KEYWORDS,
+     "switch(*args, **kwargs)\n--\n\n"
+     "Run this greenlet (or its first live parent) until it switches back.\n"
+     "A new greenlet calls run(*args, **kwargs); a suspended one returns\n"
+     "from its own switch() with () for no arguments, the argument for one,\n"
+     "the args tuple for several, the kwargs dict, or (args, kwargs)."},
+    {"throw", (PyCFunction)green_throw, METH_VARARGS,
+     "throw(typ=GreenletExit, val=None, tb=None)\n--\n\n"
+     "Switch to this greenlet and raise the exception in it at once."},
+    {"__getstate__", (PyCFunction)green_getstate, METH_NOARGS, NULL},
+    {NULL, NULL, 0, NULL}
+};
+
+static PyGetSetDef green_getsets[] = {
+    {"run", (getter)green_getrun, (setter)green_setrun,
+     "The callable run when the greenlet starts; gone once it started.", NULL},
+    {"parent", (getter)green_getparent, (setter)green_setparent,
+     "The greenlet that gets this one's result (or exception) when it ends.", NULL},
+    {"dead", (getter)green_getdead, NULL,
+     "True once the greenlet finished (or its thread exited).", NULL},
+    {"gr_frame", (getter)green_getframe, NULL,
+     "The frame the greenlet is suspended in, or None.", NULL},
+    {"gr_context", (getter)green_getcontext, (setter)green_setcontext,
+     "The contextvars.Context the greenlet runs in (None: a new empty one).", NULL},
+    {"_stack_saved", (getter)green_getstacksaved, NULL,
+     "Bytes of stack copied away: always 0, fastco never copies stacks.", NULL},
+    {"stack_size", (getter)green_getstacksize, NULL,
+     "Usable bytes of the greenlet's C stack (None for a main greenlet).", NULL},
+    {"__dict__", PyObject_GenericGetDict, PyObject_GenericSetDict, NULL, NULL},
+    {NULL, NULL, NULL, NULL, NULL}
+};
+
+static PyNumberMethods green_as_number = {
+    .nb_bool = (inquiry)green_bool,
+};
+
+PyTypeObject FcGreenlet_Type = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "fastco.greenlet",
+    .tp_basicsize = sizeof(FcGreenlet),
+    .tp_dealloc = (destructor)green_dealloc,
+    .tp_repr = (reprfunc)green_repr,
+    .tp_as_number = &green_as_number,
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE | Py_TPFLAGS_HAVE_GC,
+    .tp_doc = "greenlet(run=None, parent=None, *, stack_size=0)\n--\n\n"
+              "A coroutine on its own C stack, with greenlet's interface.\n"
+              "parent defaults to the current greenlet; stack_size (bytes, 0 for\n"
+              "the default of 1 MiB) is fastco's own addition.",
+    .tp_traverse = (traverseproc)green_traverse,
+    .tp_clear = (inquiry)green_clear,
+    .tp_weaklistoffset = offsetof(FcGreenlet, weakreflist),
+    .tp_methods = green_methods,
+    .tp_getset = green_getsets,
+    .tp_dictoffset = offsetof(FcGreenlet, dict),
+    .tp_init = (initproc)green_init,
+    .tp_new = green_new,
+    .tp_is_gc = (inquiry)green_is_gc,
+};
+
+int fc_greenlet_type_ready(void)
+{
+    str_run = PyUnicode_InternFromString("run");
+    str_switch = PyUnicode_InternFromString("switch");
+    str_throw = PyUnicode_InternFromString("throw");
+    if (str_run == NULL || str_switch == NULL || str_throw == NULL)
+        return -1;
+    return PyType_Ready(&FcGreenlet_Type);
+}

@@ -1,0 +1,147 @@
+/*
+ * module.c - the fastco._native module: the greenlet type and the
+ * functions around it (getcurrent, settrace, gettrace), GreenletExit and
+ * error.
+ *
+ * It lives inside the cffi extension fastco._core, whose functions release
+ * the GIL around every call: too slow for a switch, and a switch must not
+ * let other threads in.  So the switch path is a native CPython type, and
+ * fastco_py_install (called once through cffi) registers this module in
+ * sys.modules, from where fastco/__init__.py imports it.
+ */
+#include "glue.h"
+
+#include <stdio.h>
+
+static PyObject *mod_getcurrent(PyObject *module, PyObject *unused)
+{
+    fc_thread *ts = fc_thread_get();
+    (void)module;
+    (void)unused;
+    if (ts == NULL)
+        return NULL;
+    return Py_NewRef((PyObject *)ts->current);
+}
+
+static PyObject *mod_settrace(PyObject *module, PyObject *callback)
+{
+    fc_thread *ts = fc_thread_get();
+    PyObject *previous;
+    (void)module;
+    if (ts == NULL)
+        return NULL;
+    if (callback != Py_None && !PyCallable_Check(callback)) {
+        PyErr_Format(PyExc_TypeError, "trace function must be callable or None, not %s",
+                     Py_TYPE(callback)->tp_name);
+        return NULL;
+    }
+    previous = ts->trace;
+    ts->trace = callback == Py_None ? NULL : Py_NewRef(callback);
+    return previous != NULL ? previous : Py_NewRef(Py_None);
+}
+
+static PyObject *mod_gettrace(PyObject *module, PyObject *unused)
+{
+    fc_thread *ts = fc_thread_get();
+    (void)module;
+    (void)unused;
+    if (ts == NULL)
+        return NULL;
+    return Py_NewRef(ts->trace != NULL ? ts->trace : Py_None);
+}
+
+static PyMethodDef native_methods[] = {
+    {"getcurrent", mod_getcurrent, METH_NOARGS,
+     "getcurrent()\n--\n\nThe greenlet running now (the thread's main one at first)."},
+    {"settrace", mod_settrace, METH_O,
+     "settrace(callback)\n--\n\n"
+     "Call callback(event, (origin, target)) on every switch of this thread,\n"
+     "event being 'switch' or 'throw'; None removes it.  Returns the previous\n"
+     "callback (or None)."},
+    {"gettrace", mod_gettrace, METH_NOARGS,
+     "gettrace()\n--\n\nThe callback set by settrace on this thread, or None."},
+    {NULL, NULL, 0, NULL}
+};
+
+static struct PyModuleDef native_module = {
+    PyModuleDef_HEAD_INIT,
+    .m_name = "fastco._native",
+    .m_doc = "fastco's greenlet machinery (native part of fastco._core).",
+    .m_size = -1,
+    .m_methods = native_methods,
+};
+
+static PyObject *make_module(void)
+{
+    PyObject *m, *d;
+
+    if (fc_thread_types_ready() < 0 || fc_greenlet_type_ready() < 0)
+        return NULL;
+    FcExc_GreenletExit = PyErr_NewExceptionWithDoc(
+        "fastco.GreenletExit",
+        "Thrown into a greenlet to kill it; if not caught, the greenlet ends\n"
+        "and its parent receives the exception instance as a value.",
+        PyExc_BaseException, NULL);
+    FcExc_Error = PyErr_NewExceptionWithDoc(
+        "fastco.error",
+        "A switch that cannot happen (another thread's greenlet, ...).",
+        NULL, NULL);
+    if (FcExc_GreenletExit == NULL || FcExc_Error == NULL)
+        return NULL;
+    m = PyModule_Create(&native_module);
+    if (m == NULL)
+        return NULL;
+    if (PyModule_AddObjectRef(m, "greenlet", (PyObject *)&FcGreenlet_Type) < 0
+        || PyModule_AddObjectRef(m, "GreenletExit", FcExc_GreenletExit) < 0
+        || PyModule_AddObjectRef(m, "error", FcExc_Error) < 0)
+        goto fail;
+    /* greenlet.greenlet carries these as class attributes too. */
+    d = FcGreenlet_Type.tp_dict;
+    if (PyDict_SetItemString(d, "GreenletExit", FcExc_GreenletExit) < 0
+        || PyDict_SetItemString(d, "error", FcExc_Error) < 0)
+        goto fail;
+    for (PyMethodDef *md = native_methods; md->ml_name != NULL; md++) {
+        PyObject *f = PyObject_GetAttrString(m, md->ml_name), *sm;
+        if (f == NULL)
+            goto fail;
+        sm = PyStaticMethod_New(f);
+        Py_DECREF(f);
+        if (sm == NULL || PyDict_SetItemString(d, md->ml_name, sm) < 0) {
+            Py_XDECREF(sm);
+            goto fail;
+        }
+        Py_DECREF(sm);
+    }
+    PyType_Modified(&FcGreenlet_Type);
+    return m;
+fail:
+    Py_DECREF(m);
+    return NULL;
+}
+
+/* Called through cffi, without the GIL.  Returns 0, or -1 with a message
+ * in errbuf. */
+int fastco_py_install(char *errbuf, size_t errlen)
+{
+    static PyObject *module;
+    PyGILState_STATE gil = PyGILState_Ensure();
+    int rc = 0;
+
+    if (module == NULL)
+        module = make_module();
+    if (module == NULL
+        || PyDict_SetItemString(PyImport_GetModuleDict(), "fastco._native", module) < 0) {
+        PyObject *t, *v, *tb, *s;
+        PyErr_Fetch(&t, &v, &tb);
+        s = v != NULL ? PyObject_Str(v) : NULL;
+        snprintf(errbuf, errlen, "%s", s != NULL ? PyUnicode_AsUTF8(s) : "unknown error");
+        Py_XDECREF(s);
+        Py_XDECREF(t);
+        Py_XDECREF(v);
+        Py_XDECREF(tb);
+        PyErr_Clear();
+        rc = -1;
+    }
+    PyGILState_Release(gil);
+    return rc;
+}

@@ -1,0 +1,283 @@
+/*
+ * pystate.c - saving and restoring the interpreter state of a coroutine,
+ * for CPython 3.10 to 3.13.  The only file that knows PyThreadState's
+ * per-version fields (see pystate.h for what is saved and why).
+ *
+ * Some facts this code rests on:
+ *
+ * - The interpreter threads a _PyCFrame (3.11, 3.12; CFrame in 3.10) through
+ *   the C stack: each _PyEval_EvalFrameDefault call links a new one to
+ *   tstate->cframe and unlinks it on return.  A coroutine's records stay on
+ *   its own stack while it is suspended, so saving the pointer is enough.
+ *   A new coroutine gets a root record, in fc_pystate_start's frame on its
+ *   own stack, whose current_frame is NULL: frame chains (tracebacks,
+ *   f_back) of a coroutine therefore end at its `run`.
+ * - 3.10 and 3.11 cache "is tracing on" in cframe->use_tracing; it must flow
+ *   from the switching coroutine into the next one, or sys.settrace called
+ *   in one coroutine is ignored in the others (the "carry").
+ * - 3.11+ allocate frames in a per-thread stack of chunks.  A coroutine
+ *   gets its own root chunk, carved from its stack slot by the caller;
+ *   CPython never frees a root chunk (push_chunk skips its first slot so
+ *   that popping never empties it), but it does allocate and free further
+ *   chunks itself, with the object arena allocator, when frames overflow.
+ * - The deallocation trashcan's list of deferred objects is shared by the
+ *   thread's coroutines (whoever unwinds next destroys them; they are
+ *   garbage either way), while its nesting counter, a C-stack depth, is
+ *   per coroutine (3.10-3.12; 3.13 counts with c_recursion_remaining).
+ */
+#include "pystate.h"
+
+/* C stack bytes per level of C recursion we budget for, see
+ * fc_pystate_c_limit. */
+#define FC_C_LEVEL_BYTES 1024
+
+int fc_pystate_save(fc_pystate *st, PyThreadState *ts)
+{
+    int carry = 0;
+
+    st->context = ts->context;
+    ts->context = NULL;
+    st->exc_info = ts->exc_info;
+#if FC_PY313
+    st->current_frame = ts->current_frame;
+    st->recursion_depth = ts->py_recursion_limit - ts->py_recursion_remaining;
+    st->c_recursion_remaining = ts->c_recursion_remaining;
+    st->critical_section = ts->critical_section;
+#elif FC_PY312
+    st->cframe = ts->cframe;
+    st->recursion_depth = ts->py_recursion_limit - ts->py_recursion_remaining;
+    st->c_recursion_remaining = ts->c_recursion_remaining;
+    st->trash_nesting = ts->trash.delete_nesting;
+#elif FC_PY311
+    st->cframe = ts->cframe;
+    carry = ts->cframe->use_tracing;
+    st->recursion_depth = ts->recursion_limit - ts->recursion_remaining;
+    st->trash_nesting = ts->trash_delete_nesting;
+#else
+    st->frame = ts->frame;
+    st->cframe = ts->cframe;
+    carry = ts->cframe->use_tracing;
+    st->recursion_depth = ts->recursion_depth;
+    st->trash_nesting = ts->trash_delete_nesting;
+#endif
+#if FC_PY311
+    st->datastack_chunk = ts->datastack_chunk;
+    st->datastack_top = ts->datastack_top;
+    st->datastack_limit = ts->datastack_limit;
+#endif
+    return carry;
+}
+
+void fc_pystate_restore(fc_pystate *st, PyThreadState *ts, int carry)
+{
+    ts->context = st->context;
+    st->context = NULL;
+    ts->context_ver++;     /* invalidates contextvars' lookup cache */
+    ts->exc_info = st->exc_info;
+#if FC_PY313
+    (void)carry;
+    ts->current_frame = st->current_frame;
+    ts->py_recursion_remaining = ts->py_recursion_limit - st->recursion_depth;
+    ts->c_recursion_remaining = st->c_recursion_remaining;
+    ts->critical_section = st->critical_section;
+#elif FC_PY312
+    (void)carry;
+    ts->cframe = st->cframe;
+    ts->py_recursion_remaining = ts->py_recursion_limit - st->recursion_depth;
+    ts->c_recursion_remaining = st->c_recursion_remaining;
+    ts->trash.delete_nesting = st->trash_nesting;
+#elif FC_PY311
+    ts->cframe = st->cframe;
+    ts->cframe->use_tracing = (uint8_t)carry;
+    ts->recursion_remaining = ts->recursion_limit - st->recursion_depth;
+    ts->trash_delete_nesting = st->trash_nesting;
+#else
+    ts->frame = st->frame;
+    ts->cframe = st->cframe;
+    ts->cframe->use_tracing = carry;
+    ts->recursion_depth = st->recursion_depth;
+    ts->trash_delete_nesting = st->trash_nesting;
+#endif
+#if FC_PY311
+    ts->datastack_chunk = st->datastack_chunk;
+    ts->datastack_top = st->datastack_top;
+    ts->datastack_limit = st->datastack_limit;
+#endif
+}
+
+void fc_pystate_start(PyThreadState *ts, int carry, fc_fresh *fresh,
+                      void (*body)(void *), void *arg)
+{
+#if FC_PY313
+    (void)carry;
+#elif FC_PY312
+    _PyCFrame root = {NULL, NULL};
+    (void)carry;
+#elif FC_PY311
+    _PyCFrame root = {(uint8_t)carry, NULL, NULL};
+#else
+    CFrame root = {carry, NULL};
+#endif
+
+    ts->context = fresh->context;
+    fresh->context = NULL;
+    ts->context_ver++;
+    ts->exc_info = fresh->exc_item;
+#if FC_PY313
+    ts->current_frame = NULL;
+    ts->py_recursion_remaining = ts->py_recursion_limit;
+    ts->c_recursion_remaining = fresh->c_recursion_limit;
+    ts->critical_section = 0;
+#elif FC_PY312
+    ts->cframe = &root;
+    ts->py_recursion_remaining = ts->py_recursion_limit;
+    ts->c_recursion_remaining = fresh->c_recursion_limit;
+    ts->trash.delete_nesting = 0;
+#elif FC_PY311
+    ts->cframe = &root;
+    ts->recursion_remaining = ts->recursion_limit;
+    ts->trash_delete_nesting = 0;
+#else
+    ts->frame = NULL;
+    ts->cframe = &root;
+    ts->recursion_depth = 0;
+    ts->trash_delete_nesting = 0;
+#endif
+#if FC_PY311
+    if (fresh->chunk != NULL) {
+        _PyStackChunk *c = fresh->chunk;
+        c->previous = NULL;
+        c->size = fresh->chunk_size;
+        c->top = 0;
+        ts->datastack_chunk = c;
+        /* Like CPython's push_chunk for a root chunk: skip data[0] so that
+         * no frame ever starts there and the chunk is never popped. */
+        ts->datastack_top = &c->data[1];
+        ts->datastack_limit = (PyObject **)((char *)c + fresh->chunk_size);
+    } else {
+        ts->datastack_chunk = NULL;
+        ts->datastack_top = NULL;
+        ts->datastack_limit = NULL;
+    }
+#endif
+    body(arg);
+    Py_FatalError("fastco: a coroutine body returned");
+}
+
+void fc_pystate_finish(PyThreadState *ts, void *own_chunk)
+{
+#if FC_PY311
+    /* All frames are popped: what remains above our root chunk, if
+     * anything, and a root CPython made itself, go back to the arena
+     * allocator that _PyObject_VirtualAlloc took them from. */
+    _PyStackChunk *c = ts->datastack_chunk;
+    PyObjectArenaAllocator alloc;
+    PyObject_GetArenaAllocator(&alloc);
+    while (c != NULL && c != own_chunk) {
+        _PyStackChunk *prev = c->previous;
+        alloc.free(alloc.ctx, c, c->size);
+        c = prev;
+    }
+    ts->datastack_chunk = NULL;
+    ts->datastack_top = NULL;
+    ts->datastack_limit = NULL;
+#else
+    (void)ts;
+    (void)own_chunk;
+#endif
+}
+
+PyFrameObject *fc_pystate_frame(fc_pystate *st, PyThreadState *ts)
+{
+#if FC_PY311
+    /* Making a frame object for an interpreter frame takes internal calls
+     * that are not exported; the public way is PyThreadState_GetFrame on a
+     * thread state whose current frame is the suspended one.  Point the
+     * running thread state there for the duration, with the collector off
+     * so that no Python code can run meanwhile. */
+    PyFrameObject *f;
+    int gc_was_enabled = PyGC_Disable();
+#if FC_PY313
+    struct _PyInterpreterFrame *saved = ts->current_frame;
+    ts->current_frame = st->current_frame;
+    f = PyThreadState_GetFrame(ts);
+    ts->current_frame = saved;
+#else
+    _PyCFrame *saved = ts->cframe;
+    ts->cframe = st->cframe;
+    f = PyThreadState_GetFrame(ts);
+    ts->cframe = saved;
+#endif
+    if (gc_was_enabled)
+        PyGC_Enable();
+    return f;
+#else
+    (void)ts;
+    Py_XINCREF(st->frame);
+    return st->frame;
+#endif
+}
+
+int fc_pystate_c_limit(size_t stack_size)
+{
+#if FC_PY312
+#if FC_PY313
+    const size_t cap = Py_C_RECURSION_LIMIT;
+#else
+    const size_t cap = C_RECURSION_LIMIT;
+#endif
+    /* FC_C_LEVEL_BYTES is an upper bound of the C stack one level of C
+     * recursion takes (measured by tests/test_stack_safety.py), so that
+     * RecursionError comes before the guard page. */
+    size_t levels = stack_size / FC_C_LEVEL_BYTES;
+    return levels < cap ? (int)levels : (int)cap;
+#else
+    (void)stack_size;
+    return 0;
+#endif
+}
+
+size_t fc_pystate_chunk_bytes(size_t stack_size)
+{
+#if FC_PY311
+    /* An eighth of the stack, at least 2 KiB: enough for the frames of a
+     * typical handler; deeper calls spill into chunks CPython allocates. */
+    size_t n = stack_size / 8;
+    return n < 2048 ? 2048 : n;
+#else
+    (void)stack_size;
+    return 0;
+#endif
+}
+
+void fc_exc_item_clear(_PyErr_StackItem *item)
+{
+#if FC_PY311
+    Py_CLEAR(item->exc_value);
+#else
+    Py_CLEAR(item->exc_type);
+    Py_CLEAR(item->exc_value);
+    Py_CLEAR(item->exc_traceback);
+#endif
+}
+
+int fc_exc_item_traverse(_PyErr_StackItem *item, visitproc visit, void *arg)
+{
+#if FC_PY311
+    Py_VISIT(item->exc_value);
+#else
+    Py_VISIT(item->exc_type);
+    Py_VISIT(item->exc_value);
+    Py_VISIT(item->exc_traceback);
+#endif
+    return 0;
+}
+
+int fc_py_finalizing(void)
+{
+#if FC_PY313
+    return Py_IsFinalizing();
+#else
+    return _Py_IsFinalizing();
+#endif
+}

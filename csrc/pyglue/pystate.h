@@ -1,0 +1,139 @@
+/*
+ * pystate.h - the interpreter state that follows each coroutine.
+ *
+ * When one coroutine switches to another on the same thread, the parts of
+ * PyThreadState that describe "what this flow of control is doing" (its
+ * frames, the exception being handled, recursion depth, contextvars, the
+ * frame data stack) must be saved and the other coroutine's restored.
+ * This header and pystate.c are the only places that know which fields
+ * those are in each CPython version; every version check in fastco is one
+ * of the FC_PY3xx flags below.
+ *
+ * A coroutine's stack never moves (no stack copying), so the state only
+ * holds pointers: the frames, _PyCFrame records and exception items it
+ * points to stay where they are, on the suspended coroutine's own stack
+ * and data stack, until it resumes.
+ */
+#ifndef FASTCO_PYSTATE_H
+#define FASTCO_PYSTATE_H
+
+#include <Python.h>
+#include <stddef.h>
+
+/* 3.11: frames live in a per-thread data stack of chunks, and the current
+ * frame hangs off a _PyCFrame on the C stack; recursion is counted down. */
+#define FC_PY311 (PY_VERSION_HEX >= 0x030B0000)
+/* 3.12: recursion is split into Python and C counters, cframe loses
+ * use_tracing (tracing became per code object), trash moves into a struct. */
+#define FC_PY312 (PY_VERSION_HEX >= 0x030C0000)
+/* 3.13: no more _PyCFrame: tstate->current_frame; trash list renamed. */
+#define FC_PY313 (PY_VERSION_HEX >= 0x030D0000)
+/* 3.14 checks the C stack pointer against per-thread limits, which a
+ * coroutine stack must announce: not done yet, so refuse to build. */
+#if PY_VERSION_HEX >= 0x030E0000
+#error "fastco supports CPython 3.10 to 3.13"
+#endif
+#if PY_VERSION_HEX < 0x030A0000
+#error "fastco supports CPython 3.10 to 3.13"
+#endif
+
+/* The saved interpreter state of a suspended coroutine. */
+typedef struct fc_pystate {
+    /* contextvars context (strong reference, moved in and out of tstate). */
+    PyObject *context;
+    /* Top of the chain of exceptions being handled. */
+    _PyErr_StackItem *exc_info;
+    /* Python recursion depth, as limit minus remaining on 3.11+, so that a
+     * new sys.setrecursionlimit applies to suspended coroutines too. */
+    int recursion_depth;
+    /* Nesting of the deallocation trashcan (a C-stack depth). */
+    int trash_nesting;
+#if FC_PY313
+    struct _PyInterpreterFrame *current_frame;
+    int c_recursion_remaining;
+    uintptr_t critical_section;
+#elif FC_PY312
+    _PyCFrame *cframe;
+    int c_recursion_remaining;
+#elif FC_PY311
+    _PyCFrame *cframe;
+#else
+    PyFrameObject *frame;
+    CFrame *cframe;
+#endif
+#if FC_PY311
+    _PyStackChunk *datastack_chunk;
+    PyObject **datastack_top;
+    PyObject **datastack_limit;
+#endif
+} fc_pystate;
+
+/* What a new coroutine starts with. */
+typedef struct fc_fresh {
+    /* Its own, zeroed, root exception item: sys.exc_info() in a coroutine
+     * never sees another coroutine's exception. */
+    _PyErr_StackItem *exc_item;
+    /* Its context (a strong reference, given away) or NULL: empty. */
+    PyObject *context;
+    /* Memory for the root chunk of its frame data stack (3.11+), or NULL to
+     * let CPython allocate one (which fc_pystate_finish then frees). */
+    void *chunk;
+    size_t chunk_size;
+    /* C-level recursion allowed on its stack (3.12+), see fc_pystate_c_limit. */
+    int c_recursion_limit;
+} fc_fresh;
+
+/* Moves the running coroutine's state out of `ts` into `st`.  Returns the
+ * "carry": state of the thread that must flow on into whichever coroutine
+ * runs next (the tracing flag of 3.10/3.11), to pass to restore/start. */
+int fc_pystate_save(fc_pystate *st, PyThreadState *ts);
+
+/* Moves `st` back into `ts`. */
+void fc_pystate_restore(fc_pystate *st, PyThreadState *ts, int carry);
+
+/* Installs a fresh state for a new coroutine and calls body(arg), on the
+ * coroutine's own stack.  The root _PyCFrame lives in this call's frame,
+ * so body must never return: it ends by switching away for good. */
+void fc_pystate_start(PyThreadState *ts, int carry, fc_fresh *fresh,
+                      void (*body)(void *), void *arg)
+    __attribute__((noreturn));
+
+/* Called in a coroutine that has returned from its last Python call, just
+ * before its final switch: checks that its frame data stack is back to the
+ * root chunk and frees CPython-allocated chunks. */
+void fc_pystate_finish(PyThreadState *ts, void *own_chunk);
+
+/* The frame a suspended coroutine was last running, as a new reference,
+ * or NULL (no exception set) if it has none.  `ts` must be the running
+ * thread state (of the same thread). */
+PyFrameObject *fc_pystate_frame(fc_pystate *st, PyThreadState *ts);
+
+/* The C-level recursion limit for a stack of `stack_size` bytes, so that
+ * deep C recursion in a coroutine raises RecursionError before it reaches
+ * the guard page (3.12+; 0 before, where the Python limit covers it). */
+int fc_pystate_c_limit(size_t stack_size);
+
+/* How much of a coroutine stack to give to its frame data stack (3.11+;
+ * 0 before 3.11). */
+size_t fc_pystate_chunk_bytes(size_t stack_size);
+
+/* Drops the references a coroutine's root exception item holds. */
+void fc_exc_item_clear(_PyErr_StackItem *item);
+
+/* Visits them, for the garbage collector. */
+int fc_exc_item_traverse(_PyErr_StackItem *item, visitproc visit, void *arg);
+
+/* The interpreter is shutting down: no coroutine may run any more. */
+int fc_py_finalizing(void);
+
+/* The running thread state, without checks. */
+static inline PyThreadState *fc_tstate(void)
+{
+#if FC_PY313
+    return PyThreadState_GetUnchecked();
+#else
+    return _PyThreadState_UncheckedGet();
+#endif
+}
+
+#endif /* FASTCO_PYSTATE_H */
