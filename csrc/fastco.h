@@ -1,14 +1,15 @@
 /*
  * fastco.h - the public C API of fastco's context library.
  *
- * Two pieces, usable from C alone (no Python involved):
+ * Three pieces, usable from C alone (no Python involved):
  *
  *   contexts  make an execution context on a stack, and switch between
  *             contexts, through one of two backends chosen at run time:
  *             "ucontext" (makecontext/swapcontext, the portable reference)
  *             and "asm" (a few instructions per switch, no system call);
  *   stacks    mmap'd coroutine stacks with a guard page below each one,
- *             carved from large arenas and recycled through a cache.
+ *             carved from large arenas and recycled through a cache;
+ *   guard     a SIGSEGV handler that names a coroutine stack overflow.
  *
  * The cffi cdef in fastco/_build.py mirrors this file; nothing else is
  * public.  All functions are thread-safe unless said otherwise; a context
@@ -124,14 +125,16 @@ typedef struct fastco_stack {
     void *pool;        /* private: the size class it returns to */
 } fastco_stack;
 
-/* Default usable size, in bytes, when 0 is asked for: 1 MiB. */
-#define FASTCO_STACK_DEFAULT_SIZE ((size_t)1 << 20)
+/* Default usable size, in bytes, when 0 is asked for: 8 MiB, the size of a
+ * thread's stack, so that code runs as deep in a coroutine as on a thread.
+ * It is address space: only the pages a coroutine touches cost memory. */
+#define FASTCO_STACK_DEFAULT_SIZE ((size_t)8 << 20)
 
 /* Smallest usable size handed out, in bytes (smaller requests round up). */
 #define FASTCO_STACK_MIN_SIZE ((size_t)16 << 10)
 
 /* Largest usable size accepted, in bytes. */
-#define FASTCO_STACK_MAX_SIZE ((size_t)1 << 30)
+#define FASTCO_STACK_MAX_SIZE ((size_t)4 << 30)
 
 /* Gets a stack of at least `size` usable bytes (0: the default), rounded up
  * to whole pages.  Returns 0, or an errno value: EINVAL (size too large),
@@ -163,6 +166,11 @@ enum {
 
 void fastco_stack_stats_get(fastco_stack_stats *out);
 
+/* Gives the pages of [from, to) (clipped to the stack, rounded inwards to
+ * whole pages) back to the kernel: they read as zeros when next touched.
+ * For a stack about to be cached whose owner ran deep. */
+void fastco_stack_discard(fastco_stack *st, void *from, void *to);
+
 /* Sets how many freed stacks stay resident for fast reuse (default 256);
  * stacks cached beyond it are made cold.  Returns the previous limit. */
 size_t fastco_stack_set_hot_limit(size_t n);
@@ -177,6 +185,25 @@ int fastco_stack_guard_hit(const void *addr, size_t *stack_size);
 
 /* The system page size. */
 size_t fastco_page_size(void);
+
+/* ------------------------------------------------------------------------
+ * Guard page faults
+ */
+
+/* Installs, once per process, a SIGSEGV/SIGBUS handler that prints a clear
+ * message when a fault hits a fastco guard page (a coroutine stack
+ * overflow), then hands the signal to the disposition that was there before
+ * (so the process still ends, with a core dump or Python's faulthandler
+ * traceback as usual).  Returns 0, or -1 with errno set. */
+int fastco_guard_handler_install(void);
+
+/* Gives the calling thread an alternate signal stack if it has none: the
+ * handler cannot run on the stack that overflowed.  Returns 0 or -1. */
+int fastco_guard_thread_init(void);
+
+/* Takes down the calling thread's alternate signal stack if
+ * fastco_guard_thread_init made it; call before the thread exits. */
+void fastco_guard_thread_fini(void);
 
 #ifdef __cplusplus
 }

@@ -330,6 +330,21 @@ void fastco_stack_put(fastco_stack *st)
     pthread_mutex_unlock(&lock);
 }
 
+void fastco_stack_discard(fastco_stack *st, void *from, void *to)
+{
+    uintptr_t page = fastco_page_size();
+    uintptr_t lo = (uintptr_t)st->lo, hi = lo + st->size;
+    uintptr_t a = (uintptr_t)from, b = (uintptr_t)to;
+    if (a < lo)
+        a = lo;
+    if (b > hi)
+        b = hi;
+    a = (a + page - 1) & ~(page - 1);
+    b &= ~(page - 1);
+    if (a < b)
+        madvise((void *)a, b - a, MADV_DONTNEED);
+}
+
 /* Turns hot stacks cold until at most `keep` remain hot. */
 static void cool_down(size_t keep)
 {

@@ -55,6 +55,11 @@ size_t fastco_stack_set_hot_limit(size_t n);
 void fastco_stack_trim(void);
 int fastco_stack_guard_hit(const void *addr, size_t *stack_size);
 size_t fastco_page_size(void);
+void fastco_stack_discard(fastco_stack *st, void *from, void *to);
+
+int fastco_guard_handler_install(void);
+int fastco_guard_thread_init(void);
+void fastco_guard_thread_fini(void);
 
 /* The Python glue (csrc/pyglue/module.c). */
 int fastco_py_install(char *errbuf, size_t errlen);
@@ -71,6 +76,7 @@ SOURCES = [
     "csrc/ctx.c",
     "csrc/ctx_ucontext.c",
     "csrc/stack.c",
+    "csrc/guard.c",
     "csrc/pyglue/pystate.c",
     "csrc/pyglue/thread.c",
     "csrc/pyglue/greenlet.c",

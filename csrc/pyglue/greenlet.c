@@ -34,6 +34,21 @@
 
 /* Bytes of the C stack in the page shared with the frame data chunk. */
 #define FC_SPLIT 3072
+/* Bounds of the stack_size a greenlet may ask for. */
+#define FC_MIN_STACK ((size_t)16 << 10)
+#define FC_MAX_STACK ((size_t)1 << 30)
+/* How much of a finished greenlet's stack, on each side of the split, may
+ * stay resident in the stack cache (see trim_deep). */
+#define FC_HOT_KEEP ((size_t)64 << 10)
+
+/* A requested C stack size, rounded up to whole pages and the minimum. */
+static size_t round_stack_size(size_t size)
+{
+    size_t page = fastco_page_size();
+    if (size < FC_MIN_STACK)
+        size = FC_MIN_STACK;
+    return (size + page - 1) & ~(page - 1);
+}
 
 PyObject *FcExc_GreenletExit;
 PyObject *FcExc_Error;
@@ -65,17 +80,30 @@ static FcGreenlet *live_target(FcGreenlet *g)
     return g;
 }
 
-/* Where the C stack of a started greenlet ends and its frame data begins. */
+/* Bytes of stack slot a greenlet with `size` bytes of C stack asks for:
+ * the C stack, its frame data chunk (3.11+), and a page to place the split
+ * mid-page. */
+static size_t slot_request(size_t size)
+{
+    size_t chunk = fc_pystate_chunk_bytes(size);
+    return chunk == 0 ? size : size + chunk + fastco_page_size();
+}
+
+/* Where the C stack of a started greenlet ends and its frame data begins:
+ * FC_SPLIT bytes into the page above its stack_size bytes of C stack. */
 static char *stack_split(FcGreenlet *g)
 {
-    char *hi = (char *)g->stack.lo + g->stack.size;
-    size_t chunk = fc_pystate_chunk_bytes(g->stack.size);
-    size_t page = fastco_page_size();
-    uintptr_t split;
-    if (chunk == 0)
-        return hi;
-    split = (((uintptr_t)hi - chunk) & ~(uintptr_t)(page - 1)) + FC_SPLIT;
-    return (char *)split;
+    char *lo = g->stack.lo;
+    if (fc_pystate_chunk_bytes(g->stack_size) == 0)
+        return lo + g->stack.size;
+    return lo + g->stack_size + FC_SPLIT;
+}
+
+/* The root frame data chunk of a started greenlet, or NULL (3.10). */
+static void *own_chunk(FcGreenlet *g)
+{
+    char *split = stack_split(g);
+    return split < (char *)g->stack.lo + g->stack.size ? split : NULL;
 }
 
 /* Gets a never-started greenlet ready to run: its callable and its stack.
@@ -101,7 +129,7 @@ static int prepare_start(FcGreenlet *g)
         return -1;
     }
     if (g->stack.lo == NULL) {
-        err = fastco_stack_get(&g->stack, g->stack_size);
+        err = fastco_stack_get(&g->stack, slot_request(g->stack_size));
         if (err != 0) {
             Py_DECREF(run);
             if (err == ENOMEM)
@@ -160,12 +188,42 @@ static PyObject *xfer_result(fc_xfer *x)
  * The switch
  */
 
+/* Whether the page at `p` was ever written: a page never touched (or given
+ * back) reads as zeros, one a stack ran through holds frames. */
+static int page_used(const char *p)
+{
+    const volatile uintptr_t *w = (const volatile uintptr_t *)p;
+    size_t n = fastco_page_size() / sizeof(*w);
+    for (size_t i = 0; i < n; i += n / 8)
+        if (w[i] != 0)
+            return 1;
+    return 0;
+}
+
+/* A finished greenlet's stack goes to the cache of warm stacks; if it ran
+ * deeper than FC_HOT_KEEP bytes from the split (C stack below, frame data
+ * above), the deep pages go back to the kernel first, so that a cached
+ * stack holds a few pages, not what its deepest moment needed. */
+static void trim_deep(FcGreenlet *g)
+{
+    uintptr_t page = fastco_page_size();
+    char *lo = g->stack.lo, *hi = lo + g->stack.size, *split = stack_split(g);
+    char *keep_lo = (char *)(((uintptr_t)split - FC_HOT_KEEP) & ~(page - 1));
+    char *keep_hi = (char *)(((uintptr_t)split + FC_HOT_KEEP + page - 1) & ~(page - 1));
+
+    if (keep_lo - page > lo && page_used(keep_lo - page))
+        fastco_stack_discard(&g->stack, lo, keep_lo);
+    if (keep_hi + page < hi && page_used(keep_hi))
+        fastco_stack_discard(&g->stack, keep_hi, hi);
+}
+
 /* Release what a finished greenlet still holds: its stack and context. */
 static void release_dead(fc_thread *ts)
 {
     FcGreenlet *g = ts->dying;
     ts->dying = NULL;
     fastco_ctx_retire(&g->ctx);
+    trim_deep(g);
     fastco_stack_put(&g->stack);
     Py_CLEAR(g->st.context);
     Py_DECREF(g);
@@ -295,8 +353,7 @@ static void g_finish(fc_thread *ts, FcGreenlet *self, PyObject *result)
         PyErr_Fetch(&x.a, &x.b, &x.c);
     }
     self->state = FC_DEAD;
-    fc_pystate_finish(ts->tstate, stack_split(self) < (char *)self->stack.lo + self->stack.size
-                                      ? stack_split(self) : NULL);
+    fc_pystate_finish(ts->tstate, own_chunk(self));
     /* The outcome goes to the first live ancestor; an ancestor that never
      * started starts now, with the outcome as its arguments, like greenlet.
      * One that cannot start is skipped, with the reason as outcome. */
@@ -376,9 +433,9 @@ static void g_bootstrap(void *arg, void *value)
     fresh.exc_item = &self->exc_item;
     fresh.context = self->st.context;     /* gr_context set before start */
     self->st.context = NULL;
-    fresh.chunk = split < hi ? split : NULL;
+    fresh.chunk = own_chunk(self);
     fresh.chunk_size = (size_t)(hi - split);
-    fresh.c_recursion_limit = fc_pystate_c_limit((size_t)(split - lo));
+    fresh.stack_size = self->stack_size;
     fc_pystate_start(ts->tstate, ts->carry, &fresh, g_body, self);
 }
 
@@ -495,6 +552,7 @@ static PyObject *green_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
     g->thread = ts;
     fc_thread_incref(ts);
     g->parent = (FcGreenlet *)Py_NewRef((PyObject *)ts->current);
+    g->stack_size = FASTCO_STACK_DEFAULT_SIZE;
     return (PyObject *)g;
 }
 
@@ -510,10 +568,10 @@ static int green_init(FcGreenlet *self, PyObject *args, PyObject *kwds)
     if (!PyArg_ParseTupleAndKeywords(args, kwds, "|OO$n:greenlet", kwlist,
                                      &run, &parent, &stack_size))
         return -1;
-    if (stack_size < 0 || (size_t)stack_size > FASTCO_STACK_MAX_SIZE) {
+    if (stack_size < 0 || (size_t)stack_size > FC_MAX_STACK) {
         PyErr_Format(PyExc_ValueError,
-                     "stack_size must be between 0 (the default) and %zu bytes",
-                     (size_t)FASTCO_STACK_MAX_SIZE);
+                     "stack_size must be between 0 (the default, %zu) and %zu bytes",
+                     (size_t)FASTCO_STACK_DEFAULT_SIZE, (size_t)FC_MAX_STACK);
         return -1;
     }
     if (stack_size != 0 && self->state != FC_NEW) {
@@ -526,7 +584,7 @@ static int green_init(FcGreenlet *self, PyObject *args, PyObject *kwds)
     if (parent != Py_None && green_setparent(self, parent, NULL) < 0)
         return -1;
     if (stack_size != 0)
-        self->stack_size = (size_t)stack_size;
+        self->stack_size = round_stack_size((size_t)stack_size);
     return 0;
 }
 
@@ -828,9 +886,7 @@ static PyObject *green_getstacksize(FcGreenlet *self, void *closure)
     (void)closure;
     if (self->is_main)
         Py_RETURN_NONE;
-    return PyLong_FromSize_t(self->stack.lo != NULL ? self->stack.size
-                             : self->stack_size ? self->stack_size
-                                                : FASTCO_STACK_DEFAULT_SIZE);
+    return PyLong_FromSize_t(self->stack_size);
 }
 
 static PyObject *green_repr(FcGreenlet *self)

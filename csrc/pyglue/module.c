@@ -77,6 +77,11 @@ static PyObject *make_module(void)
 
     if (fc_thread_types_ready() < 0 || fc_greenlet_type_ready() < 0)
         return NULL;
+    /* A coroutine stack overflow gets a message naming it (csrc/guard.c). */
+    if (fastco_guard_handler_install() != 0) {
+        PyErr_SetFromErrno(PyExc_OSError);
+        return NULL;
+    }
     FcExc_GreenletExit = PyErr_NewExceptionWithDoc(
         "fastco.GreenletExit",
         "Thrown into a greenlet to kill it; if not caught, the greenlet ends\n"

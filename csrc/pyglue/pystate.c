@@ -27,9 +27,14 @@
  */
 #include "pystate.h"
 
-/* C stack bytes per level of C recursion we budget for, see
- * fc_pystate_c_limit. */
-#define FC_C_LEVEL_BYTES 1024
+/* `limit` scaled down to a stack of `size` bytes (at least 1). */
+static int scaled(int limit, size_t size)
+{
+    if (size >= FC_FULL_STACK)
+        return limit;
+    size_t n = (size_t)limit * (size / 1024) / (FC_FULL_STACK / 1024);
+    return n > 0 ? (int)n : 1;
+}
 
 int fc_pystate_save(fc_pystate *st, PyThreadState *ts)
 {
@@ -125,22 +130,23 @@ void fc_pystate_start(PyThreadState *ts, int carry, fc_fresh *fresh,
     ts->exc_info = fresh->exc_item;
 #if FC_PY313
     ts->current_frame = NULL;
-    ts->py_recursion_remaining = ts->py_recursion_limit;
-    ts->c_recursion_remaining = fresh->c_recursion_limit;
+    ts->py_recursion_remaining = scaled(ts->py_recursion_limit, fresh->stack_size);
+    ts->c_recursion_remaining = scaled(Py_C_RECURSION_LIMIT, fresh->stack_size);
     ts->critical_section = 0;
 #elif FC_PY312
     ts->cframe = &root;
-    ts->py_recursion_remaining = ts->py_recursion_limit;
-    ts->c_recursion_remaining = fresh->c_recursion_limit;
+    ts->py_recursion_remaining = scaled(ts->py_recursion_limit, fresh->stack_size);
+    ts->c_recursion_remaining = scaled(C_RECURSION_LIMIT, fresh->stack_size);
     ts->trash.delete_nesting = 0;
 #elif FC_PY311
     ts->cframe = &root;
-    ts->recursion_remaining = ts->recursion_limit;
+    ts->recursion_remaining = scaled(ts->recursion_limit, fresh->stack_size);
     ts->trash_delete_nesting = 0;
 #else
     ts->frame = NULL;
     ts->cframe = &root;
-    ts->recursion_depth = 0;
+    ts->recursion_depth = Py_GetRecursionLimit()
+                        - scaled(Py_GetRecursionLimit(), fresh->stack_size);
     ts->trash_delete_nesting = 0;
 #endif
 #if FC_PY311
@@ -218,32 +224,13 @@ PyFrameObject *fc_pystate_frame(fc_pystate *st, PyThreadState *ts)
 #endif
 }
 
-int fc_pystate_c_limit(size_t stack_size)
-{
-#if FC_PY312
-#if FC_PY313
-    const size_t cap = Py_C_RECURSION_LIMIT;
-#else
-    const size_t cap = C_RECURSION_LIMIT;
-#endif
-    /* FC_C_LEVEL_BYTES is an upper bound of the C stack one level of C
-     * recursion takes (measured by tests/test_stack_safety.py), so that
-     * RecursionError comes before the guard page. */
-    size_t levels = stack_size / FC_C_LEVEL_BYTES;
-    return levels < cap ? (int)levels : (int)cap;
-#else
-    (void)stack_size;
-    return 0;
-#endif
-}
-
 size_t fc_pystate_chunk_bytes(size_t stack_size)
 {
 #if FC_PY311
-    /* An eighth of the stack, at least 2 KiB: enough for the frames of a
-     * typical handler; deeper calls spill into chunks CPython allocates. */
+    /* An eighth of the C stack, at least 4 KiB: deeper calls spill into
+     * chunks CPython allocates itself. */
     size_t n = stack_size / 8;
-    return n < 2048 ? 2048 : n;
+    return n < 4096 ? 4096 : n;
 #else
     (void)stack_size;
     return 0;

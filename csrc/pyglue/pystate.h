@@ -79,9 +79,16 @@ typedef struct fc_fresh {
      * let CPython allocate one (which fc_pystate_finish then frees). */
     void *chunk;
     size_t chunk_size;
-    /* C-level recursion allowed on its stack (3.12+), see fc_pystate_c_limit. */
-    int c_recursion_limit;
+    /* Bytes of C stack it runs on.  CPython's recursion limits are sized for
+     * an 8 MiB thread stack; on a smaller one they are scaled down in
+     * proportion (Python and, on 3.12+, C recursion), so that recursion that
+     * raises RecursionError on a thread raises it here too, before reaching
+     * the guard page. */
+    size_t stack_size;
 } fc_fresh;
+
+/* The stack size CPython's recursion limits are meant for. */
+#define FC_FULL_STACK ((size_t)8 << 20)
 
 /* Moves the running coroutine's state out of `ts` into `st`.  Returns the
  * "carry": state of the thread that must flow on into whichever coroutine
@@ -107,11 +114,6 @@ void fc_pystate_finish(PyThreadState *ts, void *own_chunk);
  * or NULL (no exception set) if it has none.  `ts` must be the running
  * thread state (of the same thread). */
 PyFrameObject *fc_pystate_frame(fc_pystate *st, PyThreadState *ts);
-
-/* The C-level recursion limit for a stack of `stack_size` bytes, so that
- * deep C recursion in a coroutine raises RecursionError before it reaches
- * the guard page (3.12+; 0 before, where the Python limit covers it). */
-int fc_pystate_c_limit(size_t stack_size);
 
 /* How much of a coroutine stack to give to its frame data stack (3.11+;
  * 0 before 3.11). */

@@ -54,8 +54,10 @@ static void thread_end(fc_thread *ts)
     FcGreenlet *main = ts->main, *current = ts->current;
 
     ts->alive = 0;
-    if (fc_tls == ts)
+    if (fc_tls == ts) {
         fc_tls = NULL;
+        fastco_guard_thread_fini();
+    }
     ts->main = NULL;
     ts->current = NULL;
     ts->tstate = NULL;
@@ -152,5 +154,8 @@ fc_thread *fc_thread_slow(void)
     }
     Py_DECREF(sentinel);
     fc_tls = ts;
+    /* Without an alternate signal stack, an overflow of a coroutine stack
+     * on this thread could not be reported (only crash): best effort. */
+    (void)fastco_guard_thread_init();
     return ts;
 }

@@ -309,10 +309,62 @@ static void touch_guard(void)
         ((volatile char *)st.lo)[-1] = 1;
 }
 
+static void overflow_entry(void *arg, void *value)
+{
+    (void)arg;
+    (void)value;
+    fp_seen = (double)recurse(1000000);     /* far more than 16 KiB */
+    abort();                               /* unreachable: it overflows */
+}
+
+static void run_overflow(void)
+{
+    struct co c;
+    if (fastco_guard_handler_install() != 0 || fastco_guard_thread_init() != 0)
+        _exit(3);
+    co_start(&c, overflow_entry, 16 << 10);
+    fastco_ctx_switch(&main_ctx, &c.ctx, NULL);
+}
+
+/* Runs fn in a child whose stderr we read; returns its signal number and
+ * stores what it wrote in out. */
+static int child_output(void (*fn)(void), char *out, size_t cap)
+{
+    int fds[2], status;
+    size_t n = 0;
+    ssize_t r;
+    pid_t pid;
+
+    if (pipe(fds) != 0)
+        return -1;
+    fflush(NULL);
+    pid = fork();
+    if (pid == 0) {
+        dup2(fds[1], STDERR_FILENO);
+        close(fds[0]);
+        fn();
+        _exit(0);
+    }
+    close(fds[1]);
+    while (n + 1 < cap && (r = read(fds[0], out + n, cap - 1 - n)) > 0)
+        n += (size_t)r;
+    out[n] = 0;
+    close(fds[0]);
+    if (pid < 0 || waitpid(pid, &status, 0) != pid)
+        return -1;
+    return WIFSIGNALED(status) ? WTERMSIG(status) : 0;
+}
+
 static void test_faults(void)
 {
+    char out[1024];
     CHECK(child_signal(run_returning_entry) == SIGABRT);
     CHECK(child_signal(touch_guard) == SIGSEGV);
+    /* An overflow dies of SIGSEGV still, but says what happened. */
+    CHECK(child_output(run_overflow, out, sizeof(out)) == SIGSEGV);
+    CHECK(strstr(out, "coroutine stack overflow") != NULL);
+    CHECK(strstr(out, "16384-byte stack") != NULL);
+    CHECK(strstr(out, "stack_size=32768") != NULL);
 }
 
 /* ---- the stack allocator -------------------------------------------------- */
@@ -358,6 +410,18 @@ static void test_stacks(void)
         CHECK(fastco_stack_get(&a, 0) == 0);
         CHECK(a.lo == lo);
         CHECK(((unsigned char *)a.lo)[0] == 0xab);
+    }
+
+    /* Discarding gives pages back: they read as zeros again. */
+    {
+        char *mid = (char *)a.lo + a.size / 2;
+        memset(a.lo, 0x5a, a.size);
+        fastco_stack_discard(&a, (char *)a.lo - page, mid + 1);
+        CHECK(((unsigned char *)a.lo)[0] == 0);
+        CHECK((unsigned char)mid[-1] == 0);
+        CHECK((unsigned char)mid[0] == 0x5a);     /* partial page kept */
+        CHECK(((unsigned char *)a.lo)[a.size - 1] == 0x5a);
+        memset(a.lo, 0xab, a.size);
     }
 
     /* With no hot cache, a returned stack is given back to the kernel. */
