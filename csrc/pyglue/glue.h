@@ -61,6 +61,9 @@ struct fc_thread {
     /* Greenlets of this thread that lost their last reference on another
      * thread: killed here, at the next switch (a list). */
     PyObject *pending_kills;
+    /* The started, unfinished greenlets of this thread (not the main one),
+     * linked through FcGreenlet.active_next/prev: killed when it exits. */
+    FcGreenlet *active;
 };
 
 struct FcGreenlet {
@@ -77,6 +80,8 @@ struct FcGreenlet {
     size_t stack_size;          /* asked for; 0: the default */
     unsigned char state;        /* enum fc_state */
     unsigned char is_main;
+    FcGreenlet *active_next;    /* see fc_thread.active */
+    FcGreenlet *active_prev;
 };
 
 /* thread.c */
@@ -102,5 +107,6 @@ extern PyObject *FcExc_Error;
 FcGreenlet *fc_greenlet_new_main(fc_thread *ts);
 int fc_greenlet_type_ready(void);
 void fc_kill_pending(fc_thread *ts);
+void fc_kill_active(fc_thread *ts);
 
 #endif /* FASTCO_GLUE_H */

@@ -267,6 +267,28 @@ static int after_switch(fc_thread *ts, FcGreenlet *self, fc_xfer *x)
 
 static void g_bootstrap(void *arg, void *value);
 
+/* Links a greenlet that starts into its thread's list of active ones. */
+static void active_link(fc_thread *ts, FcGreenlet *g)
+{
+    g->active_prev = NULL;
+    g->active_next = ts->active;
+    if (ts->active != NULL)
+        ts->active->active_prev = g;
+    ts->active = g;
+}
+
+/* Unlinks a greenlet that finished. */
+static void active_unlink(fc_thread *ts, FcGreenlet *g)
+{
+    if (g->active_prev != NULL)
+        g->active_prev->active_next = g->active_next;
+    else if (ts->active == g)
+        ts->active = g->active_next;
+    if (g->active_next != NULL)
+        g->active_next->active_prev = g->active_prev;
+    g->active_next = g->active_prev = NULL;
+}
+
 /* Leaves the current greenlet for `target`, which is live (or new and
  * prepared), on this thread, and not the current one; ts->xfer holds what
  * to send.  Returns when something switches back to the current greenlet. */
@@ -281,6 +303,7 @@ static void leave_for(fc_thread *ts, FcGreenlet *target)
     if (target->state == FC_NEW) {
         char *split = stack_split(target);
         target->state = FC_ACTIVE;
+        active_link(ts, target);
         fastco_ctx_make(&target->ctx, target->stack.lo,
                         (size_t)(split - (char *)target->stack.lo),
                         g_bootstrap, ts);
@@ -353,6 +376,7 @@ static void g_finish(fc_thread *ts, FcGreenlet *self, PyObject *result)
         PyErr_Fetch(&x.a, &x.b, &x.c);
     }
     self->state = FC_DEAD;
+    active_unlink(ts, self);
     fc_pystate_finish(ts->tstate, own_chunk(self));
     /* The outcome goes to the first live ancestor; an ancestor that never
      * started starts now, with the outcome as its arguments, like greenlet.
@@ -473,6 +497,38 @@ void fc_kill_pending(fc_thread *ts)
             PyErr_WriteUnraisable((PyObject *)g);
     }
     Py_DECREF(list);
+}
+
+/* The thread is exiting, still alive, on its main greenlet: kill its
+ * suspended greenlets, so that their finally blocks run and everything
+ * they hold is released, while their thread can still run them.  One
+ * that survives GreenletExit is left behind (its stack is never reused). */
+void fc_kill_active(fc_thread *ts)
+{
+    FcGreenlet *g, *survivors = NULL;
+    PyObject *et, *ev, *etb;
+
+    if (ts->current != ts->main || fc_py_finalizing())
+        return;
+    PyErr_Fetch(&et, &ev, &etb);
+    while ((g = ts->active) != NULL) {
+        Py_INCREF(g);
+        if (kill_here(ts, g) < 0)
+            PyErr_WriteUnraisable((PyObject *)g);
+        if (g->state == FC_ACTIVE) {
+            /* It swallowed GreenletExit: set it aside. */
+            active_unlink(ts, g);
+            g->active_next = survivors;
+            survivors = g;
+            PySys_FormatStderr("GreenletExit did not kill %R at thread exit\n", (PyObject *)g);
+        }
+        Py_DECREF(g);
+    }
+    ts->active = survivors;
+    for (g = survivors; g != NULL; g = g->active_next)
+        if (g->active_next != NULL)
+            g->active_next->active_prev = g;
+    PyErr_Restore(et, ev, etb);
 }
 
 /* A suspended greenlet lost its last reference: throw GreenletExit into it

@@ -51,8 +51,14 @@ void fc_thread_decref(fc_thread *ts)
  * down): its greenlets can never run again. */
 static void thread_end(fc_thread *ts)
 {
-    FcGreenlet *main = ts->main, *current = ts->current;
+    FcGreenlet *main, *current;
 
+    /* On its own thread (not when the interpreter clears another thread's
+     * state at shutdown), its suspended greenlets are killed first. */
+    if (fc_tls == ts && ts->tstate == fc_tstate())
+        fc_kill_active(ts);
+    main = ts->main;
+    current = ts->current;
     ts->alive = 0;
     if (fc_tls == ts) {
         fc_tls = NULL;
