@@ -1,0 +1,99 @@
+"""Resources come back: loops of coroutine lifecycles leave RSS and the
+stack pool flat.  Each runs in a fresh process so that other tests'
+garbage does not blur the measurement."""
+
+from __future__ import annotations
+
+import json
+
+from conftest import run_python
+
+MEASURE = r"""
+import gc, json, os, sys, threading
+import fastco
+from fastco import greenlet, getcurrent
+
+def rss():
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+def fds():
+    return len(os.listdir("/proc/self/fd"))
+
+def noop():
+    pass
+
+def suspend_deep(n=5):
+    if n:
+        return suspend_deep(n - 1)
+    getcurrent().parent.switch()
+
+def cycle_finish():
+    greenlet(noop).switch()
+
+def cycle_killed():
+    g = greenlet(suspend_deep)
+    g.switch()
+    del g
+
+def cycle_thrown():
+    g = greenlet(suspend_deep)
+    g.switch()
+    try:
+        g.throw(ValueError)
+    except ValueError:
+        pass
+
+def cycle_thread():
+    kept = []
+    def body():
+        g = greenlet(suspend_deep)
+        g.switch()
+        kept.append(g)
+    t = threading.Thread(target=body)
+    t.start()
+    t.join()
+
+cycle = globals()["cycle_" + sys.argv[1]]
+n = int(sys.argv[2])
+for _ in range(n // 10):
+    cycle()
+gc.collect()
+r0, f0 = rss(), fds()
+for _ in range(n):
+    cycle()
+gc.collect()
+print(json.dumps({"rss0": r0, "rss1": rss(), "fds0": f0, "fds1": fds(),
+                  "stats": fastco.stack_stats()}))
+"""
+
+
+def measure(kind: str, n: int) -> dict:
+    proc = run_python(kind, str(n), code=MEASURE)
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(proc.stdout.splitlines()[-1])
+
+
+def check_flat(m: dict) -> None:
+    assert m["rss1"] <= m["rss0"] * 1.10, m
+    assert m["fds1"] == m["fds0"], m
+    stats = m["stats"]
+    assert stats["in_use"] == 0, stats
+    assert stats["hot"] <= stats["hot_limit"], stats
+    assert stats["slots"] <= 2 * stats["hot_limit"], stats    # reused, not carved anew
+
+
+def test_100k_create_run_finish_cycles_leave_rss_flat() -> None:
+    check_flat(measure("finish", 100_000))
+
+
+def test_killed_suspended_coroutines_leave_rss_flat() -> None:
+    check_flat(measure("killed", 50_000))
+
+
+def test_thrown_into_coroutines_leave_rss_flat() -> None:
+    check_flat(measure("thrown", 50_000))
+
+
+def test_threads_with_suspended_coroutines_leave_rss_flat() -> None:
+    check_flat(measure("thread", 2_000))
