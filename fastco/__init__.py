@@ -13,7 +13,15 @@ from fastco._backend import (
     set_backend,
     stack_stats,
 )
-from fastco._greenlet import GreenletExit, error, getcurrent, gettrace, greenlet, settrace
+from fastco._greenlet import (
+    GreenletExit,
+    error,
+    getcurrent,
+    gettrace,
+    greenlet,
+    set_default_stack_size,
+    settrace,
+)
 
 __version__ = "0.1.0"
 
@@ -26,6 +34,7 @@ __all__ = [
     "gettrace",
     "greenlet",
     "set_backend",
+    "set_default_stack_size",
     "settrace",
     "stack_stats",
 ]

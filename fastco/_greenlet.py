@@ -25,7 +25,9 @@ from fastco._native import (  # noqa: E402
     getcurrent,
     gettrace,
     greenlet,
+    set_default_stack_size,
     settrace,
 )
 
-__all__ = ["GreenletExit", "error", "getcurrent", "gettrace", "greenlet", "settrace"]
+__all__ = ["GreenletExit", "error", "getcurrent", "gettrace", "greenlet",
+           "set_default_stack_size", "settrace"]

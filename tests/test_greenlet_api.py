@@ -428,3 +428,18 @@ def test_class_attributes_like_greenlet() -> None:
     assert greenlet.error is fastco.error
     assert issubclass(GreenletExit, BaseException)
     assert not issubclass(GreenletExit, Exception)
+
+
+def test_default_stack_size_setting() -> None:
+    previous = fastco.set_default_stack_size(128 * 1024)
+    try:
+        assert greenlet().stack_size == 128 * 1024
+        assert greenlet(stack_size=64 * 1024).stack_size == 64 * 1024
+        assert greenlet(lambda: getcurrent().stack_size).switch() == 128 * 1024
+        with pytest.raises(ValueError):
+            fastco.set_default_stack_size(-1)
+        with pytest.raises(TypeError):
+            fastco.set_default_stack_size("big")
+    finally:
+        fastco.set_default_stack_size(previous)
+    assert greenlet().stack_size == previous

@@ -106,6 +106,7 @@ extern PyObject *FcExc_Error;
 #define FcGreenlet_Check(op) PyObject_TypeCheck(op, &FcGreenlet_Type)
 FcGreenlet *fc_greenlet_new_main(fc_thread *ts);
 int fc_greenlet_type_ready(void);
+PyObject *fc_set_default_stack_size(PyObject *module, PyObject *arg);
 void fc_kill_pending(fc_thread *ts);
 void fc_kill_active(fc_thread *ts);
 

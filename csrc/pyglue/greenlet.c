@@ -41,6 +41,9 @@
  * stay resident in the stack cache (see trim_deep). */
 #define FC_HOT_KEEP ((size_t)64 << 10)
 
+/* C stack size of new greenlets that do not ask for one. */
+static size_t default_stack_size = FASTCO_STACK_DEFAULT_SIZE;
+
 /* A requested C stack size, rounded up to whole pages and the minimum. */
 static size_t round_stack_size(size_t size)
 {
@@ -608,11 +611,35 @@ static PyObject *green_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
     g->thread = ts;
     fc_thread_incref(ts);
     g->parent = (FcGreenlet *)Py_NewRef((PyObject *)ts->current);
-    g->stack_size = FASTCO_STACK_DEFAULT_SIZE;
+    g->stack_size = default_stack_size;
     return (PyObject *)g;
 }
 
 static int green_setrun(FcGreenlet *self, PyObject *run, void *closure);
+
+static int check_stack_size(Py_ssize_t size)
+{
+    if (size < 0 || (size_t)size > FC_MAX_STACK) {
+        PyErr_Format(PyExc_ValueError,
+                     "stack_size must be between 0 (the default, %zu) and %zu bytes",
+                     default_stack_size, (size_t)FC_MAX_STACK);
+        return -1;
+    }
+    return 0;
+}
+
+PyObject *fc_set_default_stack_size(PyObject *module, PyObject *arg)
+{
+    Py_ssize_t size = PyNumber_AsSsize_t(arg, PyExc_OverflowError);
+    size_t previous = default_stack_size;
+    (void)module;
+    if (size == -1 && PyErr_Occurred())
+        return NULL;
+    if (check_stack_size(size) < 0)
+        return NULL;
+    default_stack_size = size == 0 ? FASTCO_STACK_DEFAULT_SIZE : round_stack_size((size_t)size);
+    return PyLong_FromSize_t(previous);
+}
 static int green_setparent(FcGreenlet *self, PyObject *parent, void *closure);
 
 static int green_init(FcGreenlet *self, PyObject *args, PyObject *kwds)
@@ -624,12 +651,8 @@ static int green_init(FcGreenlet *self, PyObject *args, PyObject *kwds)
     if (!PyArg_ParseTupleAndKeywords(args, kwds, "|OO$n:greenlet", kwlist,
                                      &run, &parent, &stack_size))
         return -1;
-    if (stack_size < 0 || (size_t)stack_size > FC_MAX_STACK) {
-        PyErr_Format(PyExc_ValueError,
-                     "stack_size must be between 0 (the default, %zu) and %zu bytes",
-                     (size_t)FASTCO_STACK_DEFAULT_SIZE, (size_t)FC_MAX_STACK);
+    if (check_stack_size(stack_size) < 0)
         return -1;
-    }
     if (stack_size != 0 && self->state != FC_NEW) {
         PyErr_SetString(PyExc_ValueError,
                         "stack_size cannot be set after the greenlet started");
@@ -1015,8 +1038,9 @@ PyTypeObject FcGreenlet_Type = {
     .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE | Py_TPFLAGS_HAVE_GC,
     .tp_doc = "greenlet(run=None, parent=None, *, stack_size=0)\n--\n\n"
               "A coroutine on its own C stack, with greenlet's interface.\n"
-              "parent defaults to the current greenlet; stack_size (bytes, 0 for\n"
-              "the default of 1 MiB) is fastco's own addition.",
+              "parent defaults to the current greenlet; stack_size (bytes of C\n"
+              "stack; 0 for the default, 8 MiB unless set_default_stack_size\n"
+              "changed it) is fastco's own addition.",
     .tp_traverse = (traverseproc)green_traverse,
     .tp_clear = (inquiry)green_clear,
     .tp_weaklistoffset = offsetof(FcGreenlet, weakreflist),

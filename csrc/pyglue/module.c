@@ -12,6 +12,7 @@
 #include "glue.h"
 
 #include <stdio.h>
+#include <string.h>
 
 static PyObject *mod_getcurrent(PyObject *module, PyObject *unused)
 {
@@ -60,6 +61,11 @@ static PyMethodDef native_methods[] = {
      "callback (or None)."},
     {"gettrace", mod_gettrace, METH_NOARGS,
      "gettrace()\n--\n\nThe callback set by settrace on this thread, or None."},
+    {"set_default_stack_size", fc_set_default_stack_size, METH_O,
+     "set_default_stack_size(nbytes)\n--\n\n"
+     "Set the C stack size of greenlets created without stack_size (0: back\n"
+     "to 8 MiB) and return the previous one.  Smaller stacks cost less\n"
+     "address space and page tables; recursion limits scale with them."},
     {NULL, NULL, 0, NULL}
 };
 
@@ -106,7 +112,10 @@ static PyObject *make_module(void)
         || PyDict_SetItemString(d, "error", FcExc_Error) < 0)
         goto fail;
     for (PyMethodDef *md = native_methods; md->ml_name != NULL; md++) {
-        PyObject *f = PyObject_GetAttrString(m, md->ml_name), *sm;
+        PyObject *f, *sm;
+        if (strcmp(md->ml_name, "set_default_stack_size") == 0)
+            continue;    /* fastco's own: not a greenlet class attribute */
+        f = PyObject_GetAttrString(m, md->ml_name);
         if (f == NULL)
             goto fail;
         sm = PyStaticMethod_New(f);

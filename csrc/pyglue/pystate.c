@@ -227,10 +227,13 @@ PyFrameObject *fc_pystate_frame(fc_pystate *st, PyThreadState *ts)
 size_t fc_pystate_chunk_bytes(size_t stack_size)
 {
 #if FC_PY311
-    /* An eighth of the C stack, at least 4 KiB: deeper calls spill into
-     * chunks CPython allocates itself. */
+    /* An eighth of the C stack, from 4 KiB to 64 KiB (about 400 frames):
+     * deeper calls spill into chunks CPython allocates itself.  The cap
+     * keeps the page a suspended coroutine touches near the top of its
+     * slot, next to the guard page of the slot above: both then share one
+     * page-table page. */
     size_t n = stack_size / 8;
-    return n < 4096 ? 4096 : n;
+    return n < 4096 ? 4096 : n > 65536 ? 65536 : n;
 #else
     (void)stack_size;
     return 0;
