@@ -85,6 +85,7 @@ def test_cffi_call_vs_native_call(benchmark) -> None:
     comparison with a switch: why the switch path is a native type."""
     benchmark.group = "call-cost"
     benchmark.extra_info["ops"] = OPS
+    benchmark.extra_info["impl"] = "cffi call"
     backend_get = lib.fastco_backend_get
 
     def loop():
@@ -100,6 +101,7 @@ def test_native_call(benchmark) -> None:
 
     benchmark.group = "call-cost"
     benchmark.extra_info["ops"] = OPS
+    benchmark.extra_info["impl"] = "native call"
     getcurrent = fastco.getcurrent
 
     def loop():
