@@ -50,6 +50,8 @@ fastco_asm_switch:
         stp     x25, x26, [sp, #0x70]
         stp     x27, x28, [sp, #0x80]
         stp     x29, x30, [sp, #0x90]   /* x30: our return address */
+        mrs     x9, fpcr
+        str     x9, [sp, #0xa0]         /* the FP control register */
 
         mov     x9, sp
         str     x9, [x0]                /* *from_sp = our stack pointer */
@@ -65,7 +67,12 @@ fastco_asm_switch:
         ldp     x25, x26, [sp, #0x70]
         ldp     x27, x28, [sp, #0x80]
         ldp     x29, x30, [sp, #0x90]
-        add     sp, sp, #FRAME_SIZE
+        ldr     x9, [sp, #0xa0]
+        mrs     x10, fpcr
+        cmp     x9, x10
+        b.eq    1f                      /* writing fpcr can be slow: only if it differs */
+        msr     fpcr, x9
+1:      add     sp, sp, #FRAME_SIZE
         mov     x0, x2                  /* hand it `value` as our return value */
         ret                             /* branch to x30: resume it */
         .cfi_endproc
@@ -94,6 +101,8 @@ fastco_asm_make:
         stp     xzr, xzr, [x0, #0x80]
         adr     x9, fastco_asm_trampoline
         stp     xzr, x9,  [x0, #0x90]   /* x29 = 0, x30 = trampoline */
+        mrs     x9, fpcr
+        stp     x9, xzr,  [x0, #0xa0]   /* the new context inherits our FP modes */
         ret
         .cfi_endproc
         .size   fastco_asm_make, .-fastco_asm_make
