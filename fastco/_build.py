@@ -75,6 +75,8 @@ SOURCES = [
     "csrc/pyglue/thread.c",
     "csrc/pyglue/greenlet.c",
     "csrc/pyglue/module.c",
+    "csrc/pyglue/hub.c",       # the hub's native core
+    "csrc/pyglue/hubsock.c",   # its socket fast paths
 ]
 _arch = _ARCH.get(platform.machine().lower())
 if _arch is not None:

@@ -32,9 +32,14 @@ from socket import *  # noqa: F403
 from time import monotonic as _monotonic
 from typing import Any
 
+from fastco._native import sock_recv as _c_recv
+from fastco._native import sock_recv_into as _c_recv_into
+from fastco._native import sock_send as _c_send
+from fastco._native import sock_sendall as _c_sendall
 from fastco._threadpool import run_in_thread as _run_in_thread
 from fastco.hub import READ as _READ
 from fastco.hub import WRITE as _WRITE
+from fastco.hub import current_hub as _current_hub
 from fastco.hub import get_hub as _get_hub
 
 __all__ = list(_std.__all__)
@@ -53,11 +58,8 @@ _std_socketpair = _std.socketpair
 _std_create_server = _std.create_server
 _getdefaulttimeout = _std.getdefaulttimeout
 
-_cs_recv = _cs.recv
-_cs_recv_into = _cs.recv_into
 _cs_recvfrom = _cs.recvfrom
 _cs_recvfrom_into = _cs.recvfrom_into
-_cs_send = _cs.send
 _cs_sendto = _cs.sendto
 _cs_accept = _cs._accept
 _cs_connect = _cs.connect
@@ -85,13 +87,12 @@ def _timed_out() -> TimeoutError:
 class socket(_ss):
     """A socket whose blocking calls suspend only the current greenlet."""
 
-    __slots__ = ("_timeout", "_hub", "_serial")
+    __slots__ = ("_timeout", "_serial")
 
     def __init__(self, family: int = -1, type: int = -1, proto: int = -1,
                  fileno: int | None = None) -> None:
         _ss.__init__(self, family, type, proto, fileno)
         self._timeout: float | None = _getdefaulttimeout()
-        self._hub: Any = None
         # Identifies this socket to the hub, which re-arms the fd's
         # registration when another socket object waits on the same fd number.
         self._serial = next(_serials)
@@ -139,27 +140,19 @@ class socket(_ss):
             remaining = deadline - now
             if remaining <= 0.0:
                 raise _timed_out()
-        hub = self._hub = _get_hub()
-        hub.wait_fd(_cs_fileno(self), event, remaining, self._serial)
+        _get_hub().wait_fd(_cs_fileno(self), event, remaining, self._serial)
         return deadline
 
     # -- receiving -----------------------------------------------------
 
+    # recv, recv_into, send and sendall are the hot calls: done in C
+    # (csrc/pyglue/hubsock.c), which waits on EAGAIN without raising.
+
     def recv(self, bufsize: int, flags: int = 0) -> bytes:
-        deadline = None
-        while True:
-            try:
-                return _cs_recv(self, bufsize, flags)
-            except BlockingIOError:
-                deadline = self._wait(_READ, deadline)
+        return _c_recv(self, bufsize, flags, self._timeout, self._serial)
 
     def recv_into(self, buffer: Any, nbytes: int = 0, flags: int = 0) -> int:
-        deadline = None
-        while True:
-            try:
-                return _cs_recv_into(self, buffer, nbytes, flags)
-            except BlockingIOError:
-                deadline = self._wait(_READ, deadline)
+        return _c_recv_into(self, buffer, nbytes, flags, self._timeout, self._serial)
 
     def recvfrom(self, bufsize: int, flags: int = 0) -> tuple[bytes, Any]:
         deadline = None
@@ -197,33 +190,12 @@ class socket(_ss):
     # -- sending -------------------------------------------------------
 
     def send(self, data: Any, flags: int = 0) -> int:
-        deadline = None
-        while True:
-            try:
-                return _cs_send(self, data, flags)
-            except BlockingIOError:
-                deadline = self._wait(_WRITE, deadline)
+        return _c_send(self, data, flags, self._timeout, self._serial)
 
     def sendall(self, data: Any, flags: int = 0) -> None:
         """Send all of ``data`` (partial sends continue where they stopped);
         the timeout applies to the whole call."""
-        try:
-            sent = _cs_send(self, data, flags)
-        except BlockingIOError:
-            if self._timeout == 0.0:
-                raise
-            sent = 0
-        else:
-            if (type(data) is bytes or type(data) is bytearray) and sent == len(data):
-                return
-        with memoryview(data) as view, view.cast("B") as view:
-            total = view.nbytes
-            deadline = None
-            while sent < total:
-                try:
-                    sent += _cs_send(self, view[sent:], flags)
-                except BlockingIOError:
-                    deadline = self._wait(_WRITE, deadline)
+        _c_sendall(self, data, flags, self._timeout, self._serial)
 
     def sendto(self, data: Any, *args: Any) -> int:
         # sendto(data, address) or sendto(data, flags, address)
@@ -318,9 +290,10 @@ class socket(_ss):
     # -- closing -------------------------------------------------------
 
     def _forget(self) -> None:
-        hub = self._hub
+        # Before the fd is closed (or given away): the hub of this thread
+        # unregisters it and wakes its waiters with EBADF.
+        hub = _current_hub()
         if hub is not None:
-            self._hub = None
             fd = _cs_fileno(self)
             if fd >= 0:
                 hub.close_fd(fd)

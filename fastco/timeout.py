@@ -33,7 +33,7 @@ class Timeout(BaseException):
             raise ValueError(f"timeout must be None or a non-negative number, not {seconds!r}")
         self.seconds = seconds
         self.exception = exception
-        self._timer: list[Any] | None = None
+        self._timer: Any = None  # the hub's timer (HubTimer) while started
         self._hub: Hub | None = None
         self._greenlet: greenlet | None = None
 
@@ -53,7 +53,7 @@ class Timeout(BaseException):
     @property
     def pending(self) -> bool:
         """True while started and neither fired nor cancelled."""
-        return self._timer is not None and self._timer[2] is not None
+        return self._timer is not None and self._timer.pending
 
     def start(self) -> None:
         """Start counting, for the current greenlet."""
@@ -69,9 +69,9 @@ class Timeout(BaseException):
 
     def cancel(self) -> None:
         """Stop it; no effect if it fired or was never started."""
-        if self._timer is not None and self._hub is not None:
-            self._hub.cancel_timer(self._timer)
-        self._timer = None
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
 
     close = cancel
 

@@ -159,16 +159,27 @@ def test_queue_item_given_back_when_its_getter_is_killed() -> None:
     first = fastco.spawn(q.get)
     second = fastco.spawn(q.get)
     fastco.sleep(0)
-    q.put("item")            # handed to `first`, which has not run yet...
-    first.kill(block=False)  # ...and is killed before it does
+    first.kill(block=False)  # the kill is queued first...
+    q.put("item")            # ...then the item is handed to `first`: it goes back
     second.join(1)
-    assert second.value == "item"
+    assert second.value == "item" and isinstance(first.value, fastco.GreenletExit)
     third = fastco.spawn(q.get)
     fastco.sleep(0)
-    q.put("again")
     third.kill(block=False)
+    q.put("again")           # no other getter: back into the queue
     fastco.sleep(0.01)
     assert q.get_nowait() == "again"
+
+
+def test_queue_handover_and_kill_in_fifo_order() -> None:
+    # The other way round, the getter runs first: it got the item.
+    q = Queue()
+    first = fastco.spawn(q.get)
+    fastco.sleep(0)
+    q.put("item")
+    first.kill(block=False)
+    first.join(1)
+    assert first.value == "item"
 
 
 def test_queue_iteration_and_peek() -> None:
@@ -220,8 +231,8 @@ def test_lock_handed_to_a_killed_waiter_is_passed_on() -> None:
     first = fastco.spawn(lock.acquire)
     second = fastco.spawn(lock.acquire)
     fastco.sleep(0)
-    lock.release()            # handed to `first`...
-    first.kill(block=False)   # ...killed before it runs: `second` gets it
+    first.kill(block=False)   # queued before...
+    lock.release()            # ...the hand-over to `first`: `second` gets it
     second.join(1)
     assert second.value is True and lock.locked()
     lock.release()
