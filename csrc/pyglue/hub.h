@@ -1,6 +1,7 @@
 /*
- * hub.h - the native core of fastco's hub (hub.c) and its socket fast
- * paths (hubsock.c).  fastco/hub.py is the Python face of both.
+ * hub.h - the native core of fastco's hub (hub.c, hubfd.c, hubtype.c;
+ * their shared internals are in hubcore.h) as the rest of the glue sees it,
+ * and its socket fast paths (hubsock.c).  fastco/hub.py is their Python face.
  *
  * Everything here runs with the GIL held, on the thread that owns the hub,
  * except fh_core's run_callback_threadsafe (any thread, GIL held).
