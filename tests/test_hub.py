@@ -188,7 +188,7 @@ def test_each_thread_has_its_own_hub(hub) -> None:
     assert fastco.get_hub() is hub
 
 
-def test_run_in_thread_keeps_the_loop_running() -> None:
+def test_run_in_thread_keeps_the_loop_running(any_hub) -> None:
     ticks = []
 
     def ticker():
@@ -231,3 +231,36 @@ def test_a_greenlet_that_fails_under_the_hub_does_not_stop_it(hub, capsys) -> No
     fastco.sleep(0.001)
     assert fastco.spawn(lambda: 7).get() == 7
     assert "ValueError: boom" in capsys.readouterr().err
+
+
+def test_hub_works_in_a_forked_child() -> None:
+    # The child must not share the parent's epoll instance: both wait at once.
+    proc = run_python(code="""
+import os
+import fastco
+from fastco import socket
+
+a, b = socket.socketpair()
+t = fastco.spawn(b.recv, 10)
+fastco.sleep(0)
+a.sendall(b"x")
+assert t.get() == b"x"          # b's fd is registered in the parent's epoll
+pid = os.fork()
+if pid == 0:
+    c, d = socket.socketpair()
+    waiting = [fastco.spawn(d.recv, 10), fastco.spawn(b.recv, 10)]
+    fastco.sleep(0.05)
+    c.sendall(b"child")
+    ok = waiting[0].get(timeout=5) == b"child"
+    waiting[1].kill()
+    os._exit(0 if ok else 1)
+e, f = socket.socketpair()
+mine = fastco.spawn(f.recv, 10)
+fastco.sleep(0.1)
+e.sendall(b"parent")
+assert mine.get(timeout=5) == b"parent"
+_, status = os.waitpid(pid, 0)
+print("child", os.waitstatus_to_exitcode(status))
+""", timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "child 0"

@@ -150,6 +150,15 @@ def test_kill_a_task_blocked_in_recv() -> None:
         assert t2.get(timeout=2) == b"after"
 
 
+def test_timeout_object_interrupts_a_recv() -> None:
+    a, b = cosocket.socketpair()
+    with a, b:
+        with pytest.raises(Timeout), Timeout(0.02):
+            b.recv(10)
+        a.sendall(b"still works")
+        assert b.recv(100) == b"still works"
+
+
 def test_closing_a_socket_another_task_waits_on() -> None:
     a, b = cosocket.socketpair()
     t = fastco.spawn(b.recv, 10)
