@@ -40,6 +40,7 @@ import os
 import sys
 import threading
 import traceback
+from collections.abc import Callable
 from typing import Any
 
 import fastco._native as _native
@@ -139,6 +140,19 @@ class Hub(greenlet):
         "start_thread_job", "end_thread_job", "call_later", "cancel_timer",
         "wait", "wait_fd", "wait_fds", "close_fd",
     )
+    # The core's methods, bound in __init__ (see above).
+    schedule: Callable[..., None]
+    unschedule: Callable[[greenlet], Any]
+    run_callback: Callable[..., None]
+    run_callback_threadsafe: Callable[..., None]
+    start_thread_job: Callable[[], None]
+    end_thread_job: Callable[[], None]
+    call_later: Callable[..., Any]
+    cancel_timer: Callable[[Any], None]
+    wait: Callable[..., Any]
+    wait_fd: Callable[..., int]
+    wait_fds: Callable[..., Any]
+    close_fd: Callable[[int], None]
 
     def __init__(self, poller: str | None = None) -> None:
         greenlet.__init__(self, None, _root(getcurrent()))
@@ -282,7 +296,7 @@ os.register_at_fork(after_in_child=_after_fork_in_child)
 
 #: sleep(seconds=0): suspend the current greenlet for ``seconds``; 0 yields
 #: to the other ready greenlets.  (Native: see csrc/pyglue/hub.c.)
-sleep = _native.sleep
+sleep: Callable[..., None] = _native.sleep
 
 _native.hub_setup(greenlet.switch, TIMEOUT, CLOSED, MISSING, ConcurrentUseError, get_hub)
 
