@@ -366,9 +366,31 @@ def create_connection(address: tuple[str, int], timeout: Any = _GLOBAL_DEFAULT_T
 
 # -- name resolution, off the loop -----------------------------------------
 
+def _is_numeric(host: Any, port: Any) -> bool:
+    # A numeric address and port need no lookup (getaddrinfo answers at once).
+    if port is not None and not isinstance(port, int) and not (
+            isinstance(port, (str, bytes)) and port.isdigit()):
+        return False
+    if host is None:
+        return True
+    if isinstance(host, bytes):
+        host = host.decode("ascii", "replace")
+    if not isinstance(host, str):
+        return False
+    for af in _INET:
+        try:
+            _socket.inet_pton(af, host)
+            return True
+        except (OSError, ValueError):
+            pass
+    return False
+
+
 def getaddrinfo(host: Any, port: Any, family: int = 0, type: int = 0, proto: int = 0,
                 flags: int = 0) -> list[tuple[Any, ...]]:
-    """socket.getaddrinfo, run in the thread pool."""
+    """socket.getaddrinfo, run in the thread pool (numeric addresses: at once)."""
+    if _is_numeric(host, port):
+        return _std_getaddrinfo(host, port, family, type, proto, flags)
     return _run_in_thread(_std_getaddrinfo, host, port, family, type, proto, flags)
 
 

@@ -220,6 +220,8 @@ def test_connect_by_host_name_resolves_off_the_loop() -> None:
     infos = cosocket.getaddrinfo("localhost", 80, cosocket.AF_INET, cosocket.SOCK_STREAM)
     assert infos[0][4] == ("127.0.0.1", 80)
     assert cosocket.gethostbyname("localhost") == "127.0.0.1"
+    numeric = cosocket.getaddrinfo("127.0.0.1", "80", cosocket.AF_INET, cosocket.SOCK_STREAM)
+    assert numeric[0][4] == ("127.0.0.1", 80)
 
 
 def test_makefile_lines() -> None:
