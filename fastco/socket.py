@@ -126,13 +126,13 @@ class socket(_ss):
     # -- waiting -------------------------------------------------------
 
     def _wait(self, event: int, deadline: float | None) -> float | None:
-        """Wait until the fd is ready for ``event``; returns the deadline (made
-        from the timeout on the first wait of a call)."""
+        """Wait until the fd is ready for ``event`` (the socket is not
+        non-blocking); returns the deadline, made from the timeout on the
+        first wait of a call.  Called after the ``except`` of the failed
+        call, so that a timeout does not chain to its BlockingIOError."""
         t = self._timeout
         if t is None:
             remaining = None
-        elif t == 0.0:
-            raise BlockingIOError(_errno.EAGAIN, "Resource temporarily unavailable")
         else:
             now = _monotonic()
             if deadline is None:
@@ -160,7 +160,9 @@ class socket(_ss):
             try:
                 return _cs_recvfrom(self, bufsize, flags)
             except BlockingIOError:
-                deadline = self._wait(_READ, deadline)
+                if self._timeout == 0.0:
+                    raise
+            deadline = self._wait(_READ, deadline)
 
     def recvfrom_into(self, buffer: Any, nbytes: int = 0, flags: int = 0) -> tuple[int, Any]:
         deadline = None
@@ -168,7 +170,9 @@ class socket(_ss):
             try:
                 return _cs_recvfrom_into(self, buffer, nbytes, flags)
             except BlockingIOError:
-                deadline = self._wait(_READ, deadline)
+                if self._timeout == 0.0:
+                    raise
+            deadline = self._wait(_READ, deadline)
 
     if hasattr(_cs, "recvmsg"):
         def recvmsg(self, *args: Any) -> Any:
@@ -177,7 +181,9 @@ class socket(_ss):
                 try:
                     return _cs.recvmsg(self, *args)
                 except BlockingIOError:
-                    deadline = self._wait(_READ, deadline)
+                    if self._timeout == 0.0:
+                        raise
+                deadline = self._wait(_READ, deadline)
 
         def recvmsg_into(self, *args: Any) -> Any:
             deadline = None
@@ -185,7 +191,9 @@ class socket(_ss):
                 try:
                     return _cs.recvmsg_into(self, *args)
                 except BlockingIOError:
-                    deadline = self._wait(_READ, deadline)
+                    if self._timeout == 0.0:
+                        raise
+                deadline = self._wait(_READ, deadline)
 
     # -- sending -------------------------------------------------------
 
@@ -205,7 +213,9 @@ class socket(_ss):
             try:
                 return _cs_sendto(self, data, *args)
             except BlockingIOError:
-                deadline = self._wait(_WRITE, deadline)
+                if self._timeout == 0.0:
+                    raise
+            deadline = self._wait(_WRITE, deadline)
 
     if hasattr(_cs, "sendmsg"):
         def sendmsg(self, *args: Any) -> int:
@@ -214,7 +224,9 @@ class socket(_ss):
                 try:
                     return _cs.sendmsg(self, *args)
                 except BlockingIOError:
-                    deadline = self._wait(_WRITE, deadline)
+                    if self._timeout == 0.0:
+                        raise
+                deadline = self._wait(_WRITE, deadline)
 
     def sendfile(self, file: Any, offset: int = 0, count: int | None = None) -> int:
         """Send a file with send() (cooperatively); returns the bytes sent."""
@@ -230,7 +242,9 @@ class socket(_ss):
                 fd, addr = _cs_accept(self)
                 break
             except BlockingIOError:
-                deadline = self._wait(_READ, deadline)
+                if self._timeout == 0.0:
+                    raise
+            deadline = self._wait(_READ, deadline)
         sock = socket(_cs_family(self), _cs_type(self), _cs_proto(self), fileno=fd)
         return sock, addr
 
