@@ -122,3 +122,12 @@ def test_seed_echo_server_serves_clients_concurrently() -> None:
     assert out.count("client was closed") == 11, out + err
     assert "recv: b'hello 0'" in out and "recv: b'again 9'" in out
     assert "Traceback" not in err, err
+
+
+def test_readme_hub_example_runs() -> None:
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    section = readme[readme.index("## The hub"):]
+    code = re.search(r"```python\n(.*?)```", section, re.S).group(1)
+    proc = run_python(code=code, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "b'hello 7'"
