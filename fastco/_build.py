@@ -81,6 +81,10 @@ SOURCES = [
     "csrc/pyglue/thread.c",
     "csrc/pyglue/greenlet.c",
     "csrc/pyglue/module.c",
+    "csrc/pyglue/hub.c",       # the hub's native core: ring, timers, loop
+    "csrc/pyglue/hubfd.c",     # its fd waits and polling
+    "csrc/pyglue/hubtype.c",   # its Python types (fastco._native.HubCore)
+    "csrc/pyglue/hubsock.c",   # its socket fast paths
 ]
 _arch = _ARCH.get(platform.machine().lower())
 if _arch is not None:

@@ -28,3 +28,48 @@ def run_python(*args: str, code: str | None = None, timeout: float = 120,
 def python_run():
     """The run_python helper, as a fixture."""
     return run_python
+
+
+# ---------------------------------------------------------------------------
+# The hub: a fresh one per test, and a guard against hangs.
+
+POLLERS = ["epoll", "poll", "select"]
+
+
+class HungTest(SystemExit):
+    """Raised (in the main greenlet, by the hub) when a test runs too long."""
+
+
+def _alarm(signum, frame):
+    raise HungTest("test still running after its time limit: a hang?")
+
+
+def _fresh_hub(poller):
+    import signal
+
+    from fastco import hub as hubmod
+
+    h = hubmod.Hub(poller)
+    hubmod.set_hub(h)
+    old = signal.signal(signal.SIGALRM, _alarm)
+    signal.setitimer(signal.ITIMER_REAL, 20.0, 1.0)
+    try:
+        yield h
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, old)
+        h.destroy()
+
+
+@pytest.fixture
+def hub():
+    """A fresh hub for the test ($FASTCO_POLLER, else the default poller),
+    destroyed afterwards.  A test that runs longer than 20 s gets HungTest
+    raised in it (again every second), rather than hanging the suite."""
+    yield from _fresh_hub(None)
+
+
+@pytest.fixture(params=POLLERS)
+def any_hub(request):
+    """The `hub` fixture, once per poller backend (epoll, poll, select)."""
+    yield from _fresh_hub(request.param)

@@ -10,6 +10,7 @@
  * sys.modules, from where fastco/__init__.py imports it.
  */
 #include "glue.h"
+#include "hub.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -104,7 +105,8 @@ static PyObject *make_module(void)
         return NULL;
     if (PyModule_AddObjectRef(m, "greenlet", (PyObject *)&FcGreenlet_Type) < 0
         || PyModule_AddObjectRef(m, "GreenletExit", FcExc_GreenletExit) < 0
-        || PyModule_AddObjectRef(m, "error", FcExc_Error) < 0)
+        || PyModule_AddObjectRef(m, "error", FcExc_Error) < 0
+        || fc_hub_module_init(m) < 0)   /* the hub's native core (hub.c) */
         goto fail;
     /* greenlet.greenlet carries these as class attributes too. */
     d = FcGreenlet_Type.tp_dict;

@@ -1,0 +1,196 @@
+"""The OS readiness selector behind the hub: one small interface, three backends.
+
+Every poller has ``register(fd, mask)``, ``modify(fd, mask)``,
+``unregister(fd)``, ``poll(timeout)`` and ``close()``.  Masks use the
+``select.POLL*`` bits (on Linux the ``EPOLL*`` bits have the same values), and
+``poll(timeout)`` takes seconds (``None``: wait forever) and returns a list of
+``(fd, mask)``.
+
+- ``EpollPoller`` (Linux, the default) is *edge-triggered*: the hub registers an
+  fd once, for both directions, and keeps that registration while the fd lives.
+  A coroutine waits only after its syscall failed with EAGAIN, and a new edge is
+  reported for every change after that, so a wait costs no system call at all.
+- ``PollPoller`` and ``SelectPoller`` ("the select loop") are *level-triggered*:
+  the hub registers exactly the directions somebody waits for, and drops them
+  when the wait ends, or a readable fd that nobody reads would spin the loop.
+
+Some facts about epoll that the hub relies on (see epoll(7)):
+
+- ``EPOLL_CTL_ADD`` and ``EPOLL_CTL_MOD`` check the fd's readiness at once: an
+  edge-triggered registration that is added (or modified) while the fd is
+  ready reports it at the next ``epoll_wait``.  The hub uses ``modify`` to
+  "re-arm" an fd whose state it does not know (public ``wait_read``, select).
+- A registration belongs to the open file description, not to the fd number:
+  it disappears when the last fd referring to it is closed.  So a closed fd is
+  unregistered by the socket layer *before* ``close``, and ``modify`` falling
+  back to ``register`` (ENOENT) recovers from fds closed behind the hub's back.
+- ``EPOLLERR`` and ``EPOLLHUP`` are always reported, whatever the mask.
+
+The backend is picked once per hub: the ``poller`` argument of the hub, else
+the environment variable ``FASTCO_POLLER=epoll|poll|select``, else the best
+available.  The module captures ``select.epoll``/``select.poll``/
+``select.select`` at import, so monkey patching does not reach the hub.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import select as _select_mod
+
+_epoll = getattr(_select_mod, "epoll", None)
+_poll = getattr(_select_mod, "poll", None)
+_select = _select_mod.select
+
+READ = _select_mod.POLLIN
+WRITE = _select_mod.POLLOUT
+ERR = _select_mod.POLLERR
+HUP = _select_mod.POLLHUP
+NVAL = _select_mod.POLLNVAL
+PRI = _select_mod.POLLPRI
+RDHUP = getattr(_select_mod, "EPOLLRDHUP", 0x2000)
+EDGE = getattr(_select_mod, "EPOLLET", 1 << 31)
+
+#: The bits that wake a reader, a writer.
+READ_WAKE = READ | PRI | ERR | HUP | NVAL | RDHUP
+WRITE_WAKE = WRITE | ERR | HUP | NVAL
+
+
+class EpollPoller:
+    """Edge-triggered epoll: one registration per fd, both directions."""
+
+    name = "epoll"
+    edge = True
+    #: What the hub registers for every fd (both directions, edge-triggered).
+    FULL = READ | WRITE | RDHUP | EDGE
+
+    def __init__(self) -> None:
+        self._ep = _epoll()
+        self.register = self._ep.register
+        self.unregister = self._ep.unregister
+        ep_poll = self._ep.poll
+
+        def poll(timeout: float | None) -> list[tuple[int, int]]:
+            return ep_poll(-1 if timeout is None else timeout, 256)
+
+        self.poll = poll
+
+    def modify(self, fd: int, mask: int) -> None:
+        """Re-arm (re-check the readiness of) ``fd``; register it if epoll forgot it."""
+        try:
+            self._ep.modify(fd, mask)
+        except FileNotFoundError:
+            self._ep.register(fd, mask)
+
+    def fileno(self) -> int:
+        return self._ep.fileno()
+
+    def close(self) -> None:
+        self._ep.close()
+
+
+class PollPoller:
+    """Level-triggered poll(2): the interest set is passed on every call."""
+
+    name = "poll"
+    edge = False
+    FULL = 0
+
+    def __init__(self) -> None:
+        p = _poll()
+        self.register = p.register
+        self.modify = p.modify
+        self.unregister = p.unregister
+        p_poll = p.poll
+
+        def poll(timeout: float | None) -> list[tuple[int, int]]:
+            if timeout is None:
+                return p_poll()
+            # Round up, so that a timer 0.3 ms away does not spin the loop.
+            return p_poll(-(-timeout * 1000 // 1))
+
+        self.poll = poll
+
+    def close(self) -> None:
+        pass
+
+
+class SelectPoller:
+    """Level-triggered select(2), the portable fallback (fds below FD_SETSIZE)."""
+
+    name = "select"
+    edge = False
+    FULL = 0
+
+    def __init__(self) -> None:
+        self._masks: dict[int, int] = {}
+
+    def register(self, fd: int, mask: int) -> None:
+        if not isinstance(fd, int):
+            raise TypeError(f"fd must be an int, not {type(fd).__name__}")
+        if fd < 0:
+            raise ValueError(f"file descriptor cannot be a negative integer ({fd})")
+        os.fstat(fd)   # an fd that is not open fails here, not in the hub's select()
+        self._masks[fd] = mask
+
+    def modify(self, fd: int, mask: int) -> None:
+        if fd not in self._masks:
+            raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT))
+        self._masks[fd] = mask
+
+    def unregister(self, fd: int) -> None:
+        del self._masks[fd]
+
+    def poll(self, timeout: float | None) -> list[tuple[int, int]]:
+        masks = self._masks
+        rlist = [fd for fd, m in masks.items() if m & READ]
+        wlist = [fd for fd, m in masks.items() if m & WRITE]
+        try:
+            r, w, x = _select(rlist, wlist, rlist, timeout)
+        except (OSError, ValueError):
+            # Some fd was closed behind the hub's back: report it as invalid
+            # (POLLNVAL) so that its waiter gets an error instead of a hang.
+            return [(fd, NVAL) for fd in masks if not _fd_open(fd)]
+        events: dict[int, int] = {}
+        for fd in r:
+            events[fd] = READ
+        for fd in x:
+            events[fd] = events.get(fd, 0) | PRI
+        for fd in w:
+            events[fd] = events.get(fd, 0) | WRITE
+        return list(events.items())
+
+    def close(self) -> None:
+        self._masks.clear()
+
+
+def _fd_open(fd: int) -> bool:
+    try:
+        os.fstat(fd)
+    except OSError:
+        return False
+    return True
+
+
+POLLERS = {"epoll": EpollPoller, "poll": PollPoller, "select": SelectPoller}
+
+
+def available() -> list[str]:
+    """The backends this platform has, best first."""
+    names = []
+    if _epoll is not None:
+        names.append("epoll")
+    if _poll is not None:
+        names.append("poll")
+    names.append("select")
+    return names
+
+
+def make_poller(name: str | None = None) -> EpollPoller | PollPoller | SelectPoller:
+    """A new poller: ``name``, else ``$FASTCO_POLLER``, else the best available."""
+    if name is None:
+        name = os.environ.get("FASTCO_POLLER", "").strip() or available()[0]
+    if name not in available():
+        raise ValueError(f"unknown or unavailable poller {name!r}; "
+                         f"available: {', '.join(available())}")
+    return POLLERS[name]()

@@ -1,0 +1,115 @@
+"""Monkey patching: make unmodified blocking stdlib code cooperate with the hub.
+
+``patch_all()`` (or ``patch_socket``, ``patch_time``, ``patch_select`` one
+by one) replaces, in the stdlib modules:
+
+- ``socket``: ``socket``, ``socketpair``, ``fromfd``, ``create_connection``,
+  ``create_server`` and the name resolution functions, by fastco.socket's;
+- ``time.sleep`` by ``fastco.sleep``;
+- ``select.select``/``select.poll`` by fastco.select's, removes
+  ``select.epoll`` (and devpoll/kqueue), and makes every ``selectors``
+  selector class (and ``DefaultSelector``) the cooperative
+  ``FastcoSelector``; the selector classes already bound by ``socketserver``
+  and ``subprocess`` are replaced too.
+
+Patch as early as possible, before other modules bind the originals
+(``from socket import socket`` made before patching keeps the original).
+Threads, ``ssl`` and ``os`` are not patched.  The originals are kept:
+``get_original("socket", "socket")``.
+"""
+
+from __future__ import annotations
+
+import sys
+from types import ModuleType
+from typing import Any
+
+__all__ = [
+    "get_original",
+    "is_patched",
+    "patch_all",
+    "patch_select",
+    "patch_socket",
+    "patch_time",
+]
+
+_MISSING = object()
+# module name -> {attribute: original value (or _MISSING if it had none)}
+_saved: dict[str, dict[str, Any]] = {}
+
+
+def _patch(module: ModuleType, name: str, value: Any) -> None:
+    saved = _saved.setdefault(module.__name__, {})
+    if name not in saved:
+        saved[name] = getattr(module, name, _MISSING)
+    setattr(module, name, value)
+
+
+def _remove(module: ModuleType, name: str) -> None:
+    if hasattr(module, name):
+        saved = _saved.setdefault(module.__name__, {})
+        if name not in saved:
+            saved[name] = getattr(module, name)
+        delattr(module, name)
+
+
+def get_original(module_name: str, name: str) -> Any:
+    """The stdlib's own ``module_name.name``, whether patched or not."""
+    saved = _saved.get(module_name, {})
+    if name in saved and saved[name] is not _MISSING:
+        return saved[name]
+    return getattr(__import__(module_name), name)
+
+
+def is_patched(module_name: str) -> bool:
+    """True if fastco patched something in that module."""
+    return bool(_saved.get(module_name))
+
+
+def patch_socket() -> None:
+    """Cooperative sockets and off-loop name resolution in the stdlib ``socket``."""
+    import socket as std
+
+    from fastco import socket as co
+    for name in co.PATCHED:
+        _patch(std, name, getattr(co, name))
+
+
+def patch_time() -> None:
+    """``time.sleep`` suspends only the current greenlet."""
+    import time
+
+    from fastco.hub import sleep
+    _patch(time, "sleep", sleep)
+
+
+def patch_select() -> None:
+    """Cooperative ``select.select``, ``select.poll`` and ``selectors``."""
+    import select
+    import selectors
+
+    from fastco import select as co
+    _patch(select, "select", co.select)
+    _patch(select, "poll", co.poll)
+    for name in ("epoll", "devpoll", "kqueue"):
+        _remove(select, name)
+    for name in ("DefaultSelector", "SelectSelector", "PollSelector", "EpollSelector",
+                 "DevpollSelector", "KqueueSelector"):
+        if name == "DefaultSelector" or hasattr(selectors, name):
+            _patch(selectors, name, co.FastcoSelector)
+    # Modules that bound a selector class at import.
+    for modname, attr in (("socketserver", "_ServerSelector"),
+                          ("subprocess", "_PopenSelector")):
+        mod = sys.modules.get(modname)
+        if mod is not None and hasattr(mod, attr):
+            _patch(mod, attr, co.FastcoSelector)
+
+
+def patch_all(socket: bool = True, time: bool = True, select: bool = True) -> None:
+    """Apply the patches chosen (all by default)."""
+    if socket:
+        patch_socket()
+    if time:
+        patch_time()
+    if select:
+        patch_select()

@@ -1,0 +1,133 @@
+"""The seed's gevent programs, shipped in examples/, run on fastco as on gevent."""
+
+from __future__ import annotations
+
+import re
+import socket
+import subprocess
+import sys
+import time
+
+import pytest
+from conftest import ROOT, run_python
+
+# The seed's program, on gevent (the reference), bounded like the example.
+GEVENT_SEED = """
+import sys
+import gevent
+ARG = sys.argv[1] if len(sys.argv) > 1 else "1"
+SLEEP = None if ARG == "nosleep" else float(ARG)
+def f(n):
+    for i in range(n):
+        print(gevent.getcurrent(), i)
+        if SLEEP is not None:
+            gevent.sleep(SLEEP)
+g1 = gevent.spawn(f, 5)
+g2 = gevent.spawn(f, 5)
+g3 = gevent.spawn(f, 5)
+g1.join()
+g2.join()
+g3.join()
+"""
+
+LINE = re.compile(r"<(\w+) at (0x[0-9a-f]+): f\(5\)> (\d)")
+
+
+def _turns(stdout: str, cls: str) -> list[tuple[int, int]]:
+    """The printed lines as (which task, i), tasks numbered by first appearance."""
+    seen: dict[str, int] = {}
+    turns = []
+    for line in stdout.splitlines():
+        m = LINE.fullmatch(line)
+        assert m, line
+        assert m.group(1) == cls
+        turns.append((seen.setdefault(m.group(2), len(seen)), int(m.group(3))))
+    return turns
+
+
+ROUND_ROBIN = [(k, i) for i in range(5) for k in range(3)]
+ONE_AFTER_ANOTHER = [(k, i) for k in range(3) for i in range(5)]
+
+
+@pytest.mark.parametrize("arg, expected", [("0.01", ROUND_ROBIN), ("0", ROUND_ROBIN),
+                                           ("nosleep", ONE_AFTER_ANOTHER)])
+def test_seed_gevent_program_interleaves_like_gevent(arg, expected) -> None:
+    proc = run_python("examples/seed_gevent.py", arg, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert _turns(proc.stdout, "Task") == expected
+    try:
+        import gevent  # noqa: F401
+    except ImportError:
+        return
+    ref = run_python(arg, code=GEVENT_SEED, timeout=60)
+    assert ref.returncode == 0, ref.stderr
+    assert _turns(ref.stdout, "Greenlet") == expected
+
+
+def test_seed_gevent_program_is_the_seeds() -> None:
+    source = (ROOT / "examples" / "seed_gevent.py").read_text(encoding="utf-8")
+    assert re.search(r"g1 = fastco\.spawn\(f, 5\)\s+g2 = fastco\.spawn\(f, 5\)\s+"
+                     r"g3 = fastco\.spawn\(f, 5\)\s+g1\.join\(\)\s+g2\.join\(\)\s+g3\.join\(\)",
+                     source)
+    assert "print(fastco.getcurrent(), i)" in source
+    assert "gevent" not in re.sub(r"#.*|\"\"\"[\s\S]*?\"\"\"", "", source)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _connect(port: int, deadline: float) -> socket.socket:
+    while True:
+        try:
+            return socket.create_connection(("127.0.0.1", port), timeout=5)
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
+
+
+def test_seed_echo_server_serves_clients_concurrently() -> None:
+    source = (ROOT / "examples" / "seed_echo_server.py").read_text(encoding="utf-8")
+    assert "from fastco import socket, monkey" in source and "coon.send" not in source
+    port = _free_port()
+    proc = subprocess.Popen([sys.executable, "-u", "examples/seed_echo_server.py",
+                             str(port), "127.0.0.1"], cwd=ROOT, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    clients: list[socket.socket] = []
+    try:
+        _connect(port, time.monotonic() + 30).close()  # the server is up
+        clients = [_connect(port, time.monotonic() + 5) for _ in range(10)]
+        # The last client is served while the first ones have sent nothing:
+        # a server that handled one client at a time would never answer.
+        for i in reversed(range(10)):
+            msg = f"hello {i}".encode()
+            clients[i].sendall(msg)
+            assert clients[i].recv(1024) == msg
+        for i, c in enumerate(clients):  # and again, in another order
+            c.sendall(b"again %d" % i)
+        for i, c in enumerate(clients):
+            assert c.recv(1024) == b"again %d" % i
+        for c in clients:
+            c.close()
+        time.sleep(0.2)
+    finally:
+        for c in clients:
+            c.close()
+        proc.kill()
+        out, err = proc.communicate(timeout=30)
+    assert out.count("new client from [('127.0.0.1', ") == 11, out + err
+    assert out.count("client was closed") == 11, out + err
+    assert "recv: b'hello 0'" in out and "recv: b'again 9'" in out
+    assert "Traceback" not in err, err
+
+
+def test_readme_hub_example_runs() -> None:
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    section = readme[readme.index("## The hub"):]
+    code = re.search(r"```python\n(.*?)```", section, re.S).group(1)
+    proc = run_python(code=code, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "b'hello 7'"
