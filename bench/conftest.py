@@ -13,14 +13,24 @@ import types
 import pytest
 
 import fastco
+import fastco.hub
 
 FASTCO_IMPLS = [f"fastco-{b}" for b in fastco.available_backends()]
 
 
 def use_fastco_backend(name: str) -> types.ModuleType:
-    """Switch fastco to the backend named in `name` ("fastco-asm", ...)."""
-    gc.collect()                         # finish off coroutines of earlier benchmarks
-    fastco.set_backend(name.split("-", 1)[1])
+    """Switch fastco to the backend named in `name` ("fastco-asm", ...).
+
+    A context is resumed only by the backend that made it, so the thread's
+    hub (a suspended greenlet) and the coroutines of earlier benchmarks go
+    first; the next get_hub() makes a new hub on the chosen backend."""
+    backend = name.split("-", 1)[1]
+    if fastco.backend() != backend:
+        hub = fastco.hub.current_hub()
+        if hub is not None:
+            hub.destroy()
+        gc.collect()
+        fastco.set_backend(backend)
     return fastco
 
 

@@ -1,13 +1,13 @@
 """Benchmarks of the hub against gevent, run in the same process and session.
 
     pytest bench/test_bench_hub.py --benchmark-only                  # measure
-    pytest bench/test_bench_hub.py --benchmark-only --benchmark-json=out.json
-    python bench/hub_ratios.py out.json                              # fastco / gevent
+    python -m bench.report --run --pytest-args "bench/test_bench_hub.py"  # ratios
     pytest bench/test_bench_hub.py --benchmark-disable               # smoke run
 
-Each benchmark does N operations per round, the same N for both, so the
-ratio of the medians is the ratio of the per-operation costs.  The gevent
-entries are skipped when gevent is not installed (it is imported only here).
+Each benchmark does N operations per round (extra_info["ops"]), the same N
+for every implementation, so the ratio of the medians is the ratio of the
+per-operation costs.  fastco runs once per backend.  The gevent entries are
+skipped when gevent is not installed (it is imported only here).
 """
 
 from __future__ import annotations
@@ -19,8 +19,9 @@ import pytest
 
 import fastco
 import fastco.socket
+from bench.conftest import FASTCO_IMPLS, use_fastco_backend
 
-IMPLS = ["fastco", "gevent"]
+IMPLS = [*FASTCO_IMPLS, "gevent"]
 
 
 def _fastco() -> SimpleNamespace:
@@ -40,7 +41,10 @@ def _gevent() -> SimpleNamespace:
 
 @pytest.fixture(params=IMPLS)
 def impl(request) -> SimpleNamespace:
-    return _fastco() if request.param == "fastco" else _gevent()
+    if request.param == "gevent":
+        return _gevent()
+    use_fastco_backend(request.param)
+    return _fastco()
 
 
 def _nop() -> None:
@@ -50,6 +54,7 @@ def _nop() -> None:
 @pytest.mark.benchmark(group="sleep0")
 def test_sleep0(benchmark, impl) -> None:
     """1000 sleep(0) round trips through the hub, from the main greenlet."""
+    benchmark.extra_info["ops"] = 1000
     sleep = impl.sleep
 
     def run():
@@ -62,6 +67,7 @@ def test_sleep0(benchmark, impl) -> None:
 @pytest.mark.benchmark(group="spawn_join_10k")
 def test_spawn_join_10k(benchmark, impl) -> None:
     """spawn 10,000 no-op tasks, then joinall them."""
+    benchmark.extra_info["ops"] = 10_000
     spawn, joinall = impl.spawn, impl.joinall
 
     def run():
@@ -81,6 +87,7 @@ def test_spawn_join_10k(benchmark, impl) -> None:
 def test_queue_pingpong(benchmark, impl) -> None:
     """1000 round trips: main puts in one queue, a task answers in another."""
     n = 1000
+    benchmark.extra_info["ops"] = n
 
     def run():
         q1, q2 = impl.Queue(), impl.Queue()
@@ -102,6 +109,7 @@ def test_queue_pingpong(benchmark, impl) -> None:
 def test_event_wakeup(benchmark, impl) -> None:
     """1000 round trips: main sets an Event a task waits on, and waits on another."""
     n = 1000
+    benchmark.extra_info["ops"] = n
 
     def run():
         e1, e2 = impl.Event(), impl.Event()
@@ -123,6 +131,7 @@ def test_event_wakeup(benchmark, impl) -> None:
 
 
 def _socket_pingpong(benchmark, impl, size: int, n: int) -> None:
+    benchmark.extra_info["ops"] = n
     msg = b"x" * size
 
     def run():

@@ -9,6 +9,7 @@ import sys
 import time
 
 import pytest
+
 from conftest import ROOT, run_python
 
 # The seed's program, on gevent (the reference), bounded like the example.

@@ -8,9 +8,9 @@ import threading
 import time
 
 import pytest
-from conftest import POLLERS, run_python
 
 import fastco
+from conftest import POLLERS, run_python
 from fastco import getcurrent, greenlet
 from fastco import hub as hubmod
 from fastco._threadpool import run_in_thread
