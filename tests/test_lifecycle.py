@@ -189,3 +189,30 @@ def test_main_greenlet_of_finished_thread_is_dead() -> None:
         pass
     else:
         raise AssertionError("a dead thread's greenlet must not become a parent here")
+
+
+def test_thread_exit_with_a_hub_and_waiting_tasks() -> None:
+    """A thread that leaves tasks asleep in its hub: they are killed as the
+    thread exits (their finally blocks run there) and every stack returns."""
+    log = []
+    before = in_use()
+
+    def body(i):
+        def sleeper():
+            try:
+                fastco.sleep(100)
+            finally:
+                log.append(i)
+
+        for _ in range(3):
+            fastco.spawn(sleeper)
+        fastco.sleep(0.01)
+
+    threads = [threading.Thread(target=body, args=(i,)) for i in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    gc.collect()
+    assert sorted(log) == [0, 0, 0, 1, 1, 1, 2, 2, 2]
+    assert in_use() == before
