@@ -83,12 +83,20 @@ def describe(impl: Impl, x: Any) -> Any:
     return ("object", type(x).__name__)
 
 
+# The GreenletExit that greenlet throws into a greenlet that lost its last
+# reference carries this message; fastco's carries none.
+KILL_MESSAGE = "Killing the greenlet because all references have vanished."
+
+
 def describe_exc(impl: Impl, exc: BaseException) -> tuple:
-    """An exception as (\"exc\", type name[, args])."""
+    """An exception as ("exc", type name[, args])."""
     name = type(exc).__name__
     if isinstance(exc, impl.error) or isinstance(exc, MESSAGE_TYPES):
         return ("exc", name)
-    return ("exc", name, describe(impl, exc.args))
+    args = exc.args
+    if isinstance(exc, impl.GreenletExit) and args == (KILL_MESSAGE,):
+        args = ()
+    return ("exc", name, describe(impl, args))
 
 
 def settle() -> None:

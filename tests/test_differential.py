@@ -131,6 +131,15 @@ def run_scenario(fn: Callable[[NS, Trace], None], impl: Impl) -> Trace:
 
 # Scenarios whose traces differ, with the divergence; each fails strictly.
 FASTCO_BUGS: dict[str, str] = {
+    "gr_frame_of_another_threads_greenlet":
+        "gr_frame of a suspended greenlet of another thread is None; greenlet "
+        "returns its frame (gevent's monitor thread reads it)",
+    "recursion_budget_of_a_greenlet_started_deep":
+        "a new greenlet gets the full recursion limit; greenlet starts it with "
+        "the recursion depth of the greenlet that started it",
+    "settrace_accepts_any_object":
+        "settrace(5) raises TypeError; greenlet accepts any object (fastco is "
+        "stricter)",
     "gr_context_of_dead_greenlet":
         "a finished greenlet's gr_context is None (greenlet keeps the context it "
         "ended with) and setting one raises ValueError (greenlet allows it)",
@@ -1614,6 +1623,231 @@ def unstarted_greenlet_adopted_by_another_thread(ns: NS, trace: Trace) -> None:
     trace.call("start it here", box.pop("g").switch)
 
 
+@scenario
+def gr_context_across_threads(ns: NS, trace: Trace) -> None:
+    box = {}
+    ready = threading.Event()
+    release = threading.Event()
+
+    def body():
+        def worker():
+            ns.park("parked")
+
+        g = ns.named(ns.greenlet(worker), "worker")
+        g.switch()
+        box["g"] = g
+        box["main"] = ns.getcurrent()
+        ready.set()
+        release.wait(30)
+        g.switch()
+
+    t = threading.Thread(target=body)
+    t.start()
+    ready.wait(30)
+    try:
+        g = box["g"]
+        trace.call("gr_context of other thread's suspended greenlet",
+                   lambda: type(g.gr_context).__name__)
+        trace.call("gr_context of other thread's running main",
+                   lambda: type(box["main"].gr_context).__name__)
+        trace.call("set gr_context of other thread's running main",
+                   setattr, box["main"], "gr_context", contextvars.Context())
+    finally:
+        release.set()
+        t.join()
+        box.clear()
+
+
+# ---------------------------------------------------------------------------
+# More corners
+
+
+@scenario
+def thrown_exception_context_is_the_handled_one(ns: NS, trace: Trace) -> None:
+    def run():
+        try:
+            raise KeyError("handled in child")
+        except KeyError:
+            try:
+                ns.park()
+            except Boom as exc:
+                trace.add("thrown", exc, exc.__context__)
+                raise
+
+    g = ns.named(ns.greenlet(run), "g")
+    g.switch()
+    try:
+        g.throw(Boom("thrown in"))
+    except Boom as exc:
+        trace.add("main got", exc, exc.__context__)
+
+
+@scenario
+def frames_across_c_calls(ns: NS, trace: Trace) -> None:
+    def run():
+        return list(map(lambda x: ns.park(x), [1]))
+
+    def names(g):
+        out = []
+        f = g.gr_frame
+        while f is not None:
+            out.append(f.f_code.co_name)
+            f = f.f_back
+        return out
+
+    g = ns.greenlet(run)
+    trace.call("start", g.switch)
+    trace.add("frames", names(g))
+    trace.call("end", g.switch, "v")
+
+    def key(x):
+        return ns.park(("key", x))
+
+    h = ns.greenlet(lambda: sorted([2, 1], key=key))
+    trace.call("sorted", h.switch)
+    trace.add("frames", names(h))
+    trace.call("key 1", h.switch, 2)
+    trace.call("key 2", h.switch, 1)
+
+
+@scenario
+def system_exit_and_keyboard_interrupt_propagate(ns: NS, trace: Trace) -> None:
+    trace.call("SystemExit", ns.greenlet(lambda: sys.exit(3)).switch)
+    trace.call("KeyboardInterrupt", ns.greenlet(lambda: raise_(KeyboardInterrupt)).switch)
+    trace.call("StopIteration", ns.greenlet(lambda: next(iter(()))).switch)
+
+
+@scenario
+def run_lookup_raises(ns: NS, trace: Trace) -> None:
+    class BadRun(ns.greenlet):
+        @property
+        def run(self):
+            raise Boom("no run today")
+
+    g = ns.named(BadRun(), "bad")
+    trace.call("switch", g.switch)
+    trace.flags("bad", g)
+    trace.call("throw", g.throw, Other("o"))
+    trace.flags("bad", g)
+
+
+@scenario
+def subclass_without_super_init(ns: NS, trace: Trace) -> None:
+    class NoInit(ns.greenlet):
+        def __init__(self, value):
+            self.value = value
+
+        def run(self):
+            return ("ran", self.value, ns.name(self.parent))
+
+    trace.call("switch", NoInit(5).switch)
+
+    class ParentKw(ns.greenlet):
+        def __init__(self, run, parent):
+            super().__init__(run, parent=parent)
+
+    p = ns.named(ns.greenlet(lambda *a: ("p got", a)), "p")
+    trace.call("parent kw", ParentKw(lambda: "child", p).switch)
+
+
+@scenario
+def init_called_again(ns: NS, trace: Trace) -> None:
+    p = ns.named(ns.greenlet(lambda *a: ("p got", a)), "p")
+    g = ns.named(ns.greenlet(lambda: "first"), "g")
+    trace.call("re-init before start", g.__init__, lambda: "second", p)
+    trace.add("parent", ns.name(g.parent))
+    trace.call("switch", g.switch)
+    trace.call("re-init after end", g.__init__, lambda: "third")
+    trace.call("re-init parent only after end", g.__init__, parent=ns.getcurrent())
+    trace.add("parent", ns.name(g.parent))
+
+
+@scenario
+def repr_states(ns: NS, trace: Trace) -> None:
+    import re
+
+    def state(g):
+        return re.sub(r"^<\S+ object at 0x[0-9a-f]+ \(otid=(0x[0-9a-f]+|0x\(nil\))\)", "<",
+                      repr(g))
+
+    g = ns.greenlet(lambda: ns.park())
+    trace.add("new", state(g))
+    g.switch()
+    trace.add("suspended", state(g))
+    trace.add("main", state(ns.getcurrent()))
+    trace.add("running", ns.greenlet(lambda: state(ns.getcurrent())).switch())
+    g.switch()
+    trace.add("dead", state(g))
+
+
+@scenario
+def not_copyable(ns: NS, trace: Trace) -> None:
+    import copy
+    import pickle
+
+    g = ns.greenlet(lambda: None)
+    trace.call("pickle", pickle.dumps, g)
+    trace.call("copy", lambda: type(copy.copy(g)).__name__)
+    trace.call("deepcopy", lambda: type(copy.deepcopy(g)).__name__)
+
+
+@scenario
+def collectable_cycles_of_unstarted_and_dead(ns: NS, trace: Trace) -> None:
+    g = ns.greenlet()
+    box = [g]
+    g.run = box.append         # unstarted, in a cycle through its run
+    u_ref = weakref.ref(g)
+    d = ns.greenlet(lambda: "done")
+    d.switch()
+    d.me = d                   # dead, in a cycle through its dict
+    d_ref = weakref.ref(d)
+    del g, d, box
+    gc.collect()
+    trace.add("collected", u_ref() is None, d_ref() is None)
+
+
+@scenario
+def settrace_sees_target_as_current(ns: NS, trace: Trace) -> None:
+    def tracer(event, args):
+        origin, target = args
+        trace.add(event, ns.name(origin), ns.name(target), ns.name(ns.getcurrent()))
+
+    g = ns.named(ns.greenlet(lambda: ns.park()), "g")
+    ns.settrace(tracer)
+    g.switch()
+    g.switch()
+    ns.settrace(None)
+
+
+@scenario
+def recursion_budget_of_a_greenlet_started_deep(ns: NS, trace: Trace) -> None:
+    # greenlet starts a greenlet with the recursion depth of its starter.
+    def depth():
+        n = 0
+
+        def down():
+            nonlocal n
+            n += 1
+            down()
+
+        try:
+            down()
+        except RecursionError:
+            pass
+        return n
+
+    limit = sys.getrecursionlimit()
+
+    def at_depth(k):
+        if k > 0:
+            return at_depth(k - 1)
+        return ns.greenlet(depth).switch()
+
+    shallow = ns.greenlet(depth).switch()
+    deep = at_depth(limit - 150)
+    trace.add("deep start has less room", deep < shallow - limit // 2)
+
+
 # ---------------------------------------------------------------------------
 # Small scenarios, each isolating one divergence found
 
@@ -1632,6 +1866,9 @@ def run_none_is_stored(ns: NS, trace: Trace) -> None:
     trace.call("run", getattr, g, "run")
     trace.call("switch", g.switch)
     trace.flags("g", g)
+    d = ns.greenlet(lambda: 1)
+    d.switch()
+    trace.call("re-init of a dead one with run=None", d.__init__, None, ns.getcurrent())
 
 
 @scenario
@@ -1643,6 +1880,39 @@ def gr_context_of_dead_greenlet(ns: NS, trace: Trace) -> None:
     trace.add("dead gr_context", type(ctx).__name__, ctx.get(var) if ctx is not None else None)
     trace.call("set on dead", setattr, g, "gr_context", contextvars.Context())
     trace.call("None on dead", setattr, g, "gr_context", None)
+
+
+@scenario
+def gr_frame_of_another_threads_greenlet(ns: NS, trace: Trace) -> None:
+    box = {}
+    ready = threading.Event()
+    release = threading.Event()
+
+    def body():
+        g = ns.greenlet(lambda: ns.park("parked"))
+        g.switch()
+        box["g"] = g
+        ready.set()
+        release.wait(30)
+        g.switch()
+
+    t = threading.Thread(target=body)
+    t.start()
+    ready.wait(30)
+    try:
+        frame = box["g"].gr_frame
+        trace.add("gr_frame", frame.f_code.co_name if frame is not None else None)
+    finally:
+        release.set()
+        t.join()
+        box.clear()
+
+
+@scenario
+def settrace_accepts_any_object(ns: NS, trace: Trace) -> None:
+    trace.call("settrace(5)", ns.settrace, 5)
+    trace.add("gettrace", ns.gettrace())
+    ns.settrace(None)
 
 
 @scenario
