@@ -1153,6 +1153,103 @@ def sys_setprofile_follows_switches(ns: NS, trace: Trace) -> None:
         sys.setprofile(None)
 
 
+@scenario
+def sys_trace_call_and_return_events_around_switches(ns: NS, trace: Trace) -> None:
+    watched = {"child", "park", "traced"}
+
+    def pytrace(frame, event, arg):
+        name = frame.f_code.co_name
+        if name in watched:
+            if event in ("call", "return"):
+                trace.add(event, name, ns.name(ns.getcurrent()))
+            elif event == "exception":
+                trace.add(event, name, arg[0])
+        return pytrace
+
+    def traced():
+        return 1
+
+    def child():
+        traced()
+        ns.park("first")
+        try:
+            ns.park("second")
+        except Boom:
+            traced()
+        return "end"
+
+    g = ns.named(ns.greenlet(child), "child")
+    sys.settrace(pytrace)
+    try:
+        g.switch()
+        traced()
+        g.switch()
+        trace.call("throw", g.throw, Boom("b"))
+    finally:
+        sys.settrace(None)
+
+
+@scenario
+def sys_profile_c_calls_of_switch(ns: NS, trace: Trace) -> None:
+    def profiler(frame, event, arg):
+        if event in ("c_call", "c_return", "c_exception") and arg.__name__ in ("switch", "throw"):
+            trace.add(event, arg.__name__, ns.name(ns.getcurrent()))
+        elif event in ("call", "return") and frame.f_code.co_name == "child":
+            trace.add(event, "child", ns.name(ns.getcurrent()))
+
+    def child():
+        main.switch("from child")
+        try:
+            main.switch()
+        except Boom:
+            pass
+
+    main = ns.getcurrent()
+    g = ns.named(ns.greenlet(child), "child")
+    sys.setprofile(profiler)
+    try:
+        g.switch()
+        g.switch()
+        g.throw(Boom("b"))
+    finally:
+        sys.setprofile(None)
+
+
+@scenario
+def greenlet_of_exited_thread_loses_last_reference(ns: NS, trace: Trace) -> None:
+    box = []
+    unraisable = []
+    stderr = io.StringIO()
+
+    def body():
+        def run():
+            try:
+                ns.park("parked")
+            finally:
+                trace.add("finally ran", threading.current_thread() is threading.main_thread())
+
+        g = ns.named(ns.greenlet(run), "orphan")
+        g.switch()
+        box.append(g)
+
+    t = threading.Thread(target=body)
+    t.start()
+    t.join()
+    settle()
+    old_hook, sys.unraisablehook = sys.unraisablehook, lambda u: unraisable.append(
+        type(u.exc_value).__name__)
+    old_err, sys.stderr = sys.stderr, stderr
+    try:
+        box.clear()
+        settle()
+        ns.greenlet(lambda: None).switch()
+    finally:
+        sys.unraisablehook = old_hook
+        sys.stderr = old_err
+    trace.add("unraisable", unraisable)
+    trace.add("stderr", stderr.getvalue().split(" <")[0])
+
+
 # ---------------------------------------------------------------------------
 # gr_frame, gr_context
 
@@ -1169,7 +1266,7 @@ def gr_frame_names(ns: NS, trace: Trace) -> None:
         names = []
         frame = g.gr_frame
         while frame is not None:
-            names.append(frame.f_code.co_name)
+            names.append((frame.f_code.co_name, frame.f_lineno - frame.f_code.co_firstlineno))
             frame = frame.f_back
         return names
 
@@ -1193,6 +1290,63 @@ def gr_frame_names(ns: NS, trace: Trace) -> None:
     h.switch()
     trace.add("in generator", frames(h))
     h.switch()
+
+
+@scenario
+def frames_outlive_their_greenlet(ns: NS, trace: Trace) -> None:
+    def run():
+        local_value = "kept"
+        inner(local_value)
+
+    def inner(arg):
+        try:
+            ns.park()
+        finally:
+            trace.add("inner finally", arg)
+
+    def chain(frame):
+        out = []
+        while frame is not None:
+            out.append((frame.f_code.co_name, sorted(frame.f_locals)))
+            frame = frame.f_back
+        return out
+
+    g = ns.named(ns.greenlet(run), "g")
+    g.switch()
+    frame = g.gr_frame
+    trace.add("suspended", chain(frame))
+    trace.call("clear a suspended frame", frame.clear)
+    trace.call("throw", g.throw)
+    trace.add("after death", chain(frame), frame.f_lineno - frame.f_code.co_firstlineno)
+    trace.call("clear after death", frame.clear)
+    h = ns.greenlet(run)
+    h.switch()
+    kept = h.gr_frame.f_back
+    del h
+    trace.add("after kill by refcount", chain(kept))
+
+
+@scenario
+def switch_in_finalizer(ns: NS, trace: Trace) -> None:
+    class Finalized:
+        def __del__(self):
+            trace.add("__del__ in", ns.name(ns.getcurrent()))
+            trace.add("bounced", other.switch("from __del__"))
+
+    def run():
+        obj = Finalized()
+        del obj                       # __del__ runs here, and switches
+        return "run done"
+
+    def bounce(value):
+        while True:
+            value = runner.switch(("bounced", value))
+
+    runner = ns.named(ns.greenlet(run), "runner")
+    other = ns.named(ns.greenlet(bounce), "bounce")
+    trace.call("run", runner.switch)
+    trace.flags("bounce", other)
+    trace.call("collected in main", lambda: Finalized() and None)
 
 
 @scenario
