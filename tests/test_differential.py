@@ -270,7 +270,7 @@ def nested_three_levels(ns: NS, trace: Trace) -> None:
 
     top = ns.named(ns.greenlet(level), "L1")
     trace.call("start", top.switch, 1)
-    trace.call("resume L1 (goes to L3? no: L1 is suspended)", top.switch, "x")
+    trace.call("resume L1", top.switch, "x")
 
 
 @scenario
