@@ -221,10 +221,13 @@ def test_switch_from_foreign_thread_raises_error() -> None:
             g.throw()
         except fastco.error as exc:
             errors.append(exc)
+        started = greenlet(lambda: getcurrent().parent.switch())
+        started.switch()
         try:
-            greenlet(lambda: None).parent = g
+            started.parent = g          # a started greenlet cannot change thread
         except ValueError as exc:
             errors.append(exc)
+        started.switch()
 
     t = threading.Thread(target=other)
     t.start()

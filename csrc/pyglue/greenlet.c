@@ -68,7 +68,7 @@ static fc_thread *owner_or_error(FcGreenlet *g, fc_thread *ts)
         PyErr_SetString(FcExc_Error,
                         g->thread->alive
                             ? "cannot switch to a different thread"
-                            : "cannot switch to a greenlet of a thread that has exited");
+                            : "cannot switch to a different thread (which happens to have exited)");
         return NULL;
     }
     return ts;
@@ -220,7 +220,8 @@ static void trim_deep(FcGreenlet *g)
         fastco_stack_discard(&g->stack, keep_hi, hi);
 }
 
-/* Release what a finished greenlet still holds: its stack and context. */
+/* Release the stack of a finished greenlet.  (Its final context stays, as
+ * its gr_context, as in greenlet.) */
 static void release_dead(fc_thread *ts)
 {
     FcGreenlet *g = ts->dying;
@@ -228,8 +229,31 @@ static void release_dead(fc_thread *ts)
     fastco_ctx_retire(&g->ctx);
     trim_deep(g);
     fastco_stack_put(&g->stack);
-    Py_CLEAR(g->st.context);
     Py_DECREF(g);
+}
+
+/* Reports a switch to the trace function of fastco.settrace, if any, as
+ * greenlet does: event "switch" or "throw", args (origin, target).  The
+ * call is made with tracing off, so that sys.settrace does not see it.  A
+ * failing trace function is removed.  Returns 0, or -1 with an exception. */
+static int call_trace(fc_thread *ts, int kind, FcGreenlet *origin, FcGreenlet *target)
+{
+    PyObject *trace = ts->trace, *res;
+    if (trace == NULL)
+        return 0;
+    Py_INCREF(trace);
+    fc_tracing_enter(ts->tstate);
+    res = PyObject_CallFunction(trace, "O(OO)",
+                                kind == FC_XFER_EXC ? str_throw : str_switch,
+                                (PyObject *)origin, (PyObject *)target);
+    fc_tracing_leave(ts->tstate);
+    Py_DECREF(trace);
+    if (res == NULL) {
+        Py_CLEAR(ts->trace);
+        return -1;
+    }
+    Py_DECREF(res);
+    return 0;
 }
 
 /* First thing a greenlet does when it gets control: take what was sent,
@@ -247,20 +271,9 @@ static int after_switch(fc_thread *ts, FcGreenlet *self, fc_xfer *x)
     ts->origin = NULL;
     if (ts->dying != NULL)
         release_dead(ts);
-    if (ts->trace != NULL && origin != NULL) {
-        PyObject *trace = ts->trace, *res;
-        Py_INCREF(trace);
-        res = PyObject_CallFunction(trace, "O(OO)",
-                                    x->kind == FC_XFER_EXC ? str_throw : str_switch,
-                                    (PyObject *)origin, (PyObject *)self);
-        Py_DECREF(trace);
-        if (res == NULL) {
-            /* A failing trace function is removed, as in greenlet. */
-            Py_CLEAR(ts->trace);
-            fc_xfer_clear(x);
-            rc = -1;
-        }
-        Py_XDECREF(res);
+    if (origin != NULL && call_trace(ts, x->kind, origin, self) < 0) {
+        fc_xfer_clear(x);
+        rc = -1;
     }
     Py_XDECREF(origin);
     if (ts->pending_kills != NULL && rc == 0)
@@ -339,8 +352,13 @@ static PyObject *fc_switch(fc_thread *ts, FcGreenlet *target, fc_xfer *x)
         fc_xfer_clear(x);
         return NULL;
     }
-    if (target == ts->current)
+    if (target == ts->current) {
+        if (call_trace(ts, x->kind, target, target) < 0) {
+            fc_xfer_clear(x);
+            return NULL;
+        }
         return xfer_result(x);
+    }
     if (target->state == FC_NEW && prepare_start(target) < 0) {
         fc_xfer_clear(x);
         return NULL;
@@ -383,9 +401,9 @@ static void g_finish(fc_thread *ts, FcGreenlet *self, PyObject *result)
     fc_pystate_finish(ts->tstate, own_chunk(self));
     /* The outcome goes to the first live ancestor; an ancestor that never
      * started starts now, with the outcome as its arguments, like greenlet.
-     * One that cannot start is skipped, with the reason as outcome. */
-    for (;;) {
-        target = live_target(self->parent);
+     * One that cannot start is passed over, with the reason as outcome. */
+    for (FcGreenlet *candidate = self->parent;; candidate = target->parent) {
+        target = live_target(candidate);
         if (target == NULL)
             Py_FatalError("fastco: a greenlet finished with no live parent");
         if (target->state != FC_NEW)
@@ -403,7 +421,7 @@ static void g_finish(fc_thread *ts, FcGreenlet *self, PyObject *result)
         }
         if (prepare_start(target) == 0)
             break;
-        target->state = FC_DEAD;
+        /* It stays unstarted, as in greenlet; the error goes on up. */
         fc_xfer_clear(&x);
         x.kind = FC_XFER_EXC;
         PyErr_Fetch(&x.a, &x.b, &x.c);
@@ -480,6 +498,9 @@ static int kill_here(fc_thread *ts, FcGreenlet *g)
     PyObject *res;
 
     x.a = Py_NewRef(FcExc_GreenletExit);
+    x.b = PyUnicode_FromString("Killing the greenlet because all references have vanished.");
+    if (x.b == NULL)
+        return -1;
     g->parent = (FcGreenlet *)Py_NewRef((PyObject *)ts->current);
     res = fc_switch(ts, g, &x);
     Py_SETREF(g->parent, oldparent);
@@ -645,7 +666,7 @@ static int green_setparent(FcGreenlet *self, PyObject *parent, void *closure);
 static int green_init(FcGreenlet *self, PyObject *args, PyObject *kwds)
 {
     static char *kwlist[] = {"run", "parent", "stack_size", NULL};
-    PyObject *run = Py_None, *parent = Py_None;
+    PyObject *run = NULL, *parent = Py_None;
     Py_ssize_t stack_size = 0;
 
     if (!PyArg_ParseTupleAndKeywords(args, kwds, "|OO$n:greenlet", kwlist,
@@ -658,7 +679,9 @@ static int green_init(FcGreenlet *self, PyObject *args, PyObject *kwds)
                         "stack_size cannot be set after the greenlet started");
         return -1;
     }
-    if (run != Py_None && green_setrun(self, run, NULL) < 0)
+    /* As in greenlet: a run given, even None, is stored (None then fails
+     * at the switch); a parent of None means the default. */
+    if (run != NULL && green_setrun(self, run, NULL) < 0)
         return -1;
     if (parent != Py_None && green_setparent(self, parent, NULL) < 0)
         return -1;
@@ -861,6 +884,10 @@ static int green_setparent(FcGreenlet *self, PyObject *parent, void *closure)
         PyErr_SetString(PyExc_AttributeError, "can't delete attribute");
         return -1;
     }
+    if (self->is_main) {
+        PyErr_SetString(PyExc_AttributeError, "cannot set the parent of a main greenlet");
+        return -1;
+    }
     if (!FcGreenlet_Check(parent)) {
         PyErr_Format(PyExc_TypeError, "parent must be a greenlet, not %s",
                      Py_TYPE(parent)->tp_name);
@@ -872,13 +899,17 @@ static int green_setparent(FcGreenlet *self, PyObject *parent, void *closure)
             return -1;
         }
     }
-    if (((FcGreenlet *)parent)->thread != self->thread) {
-        PyErr_SetString(PyExc_ValueError, "parent cannot be on a different thread");
-        return -1;
-    }
-    if (self->is_main) {
-        PyErr_SetString(PyExc_ValueError, "a main greenlet cannot have a parent");
-        return -1;
+    p = (FcGreenlet *)parent;
+    if (p->thread != self->thread) {
+        /* A greenlet belongs to the thread of its parent chain: one that has
+         * not started yet may move to another thread with a new parent. */
+        if (self->state != FC_NEW) {
+            PyErr_SetString(PyExc_ValueError, "parent cannot be on a different thread");
+            return -1;
+        }
+        fc_thread_incref(p->thread);
+        fc_thread_decref(self->thread);
+        self->thread = p->thread;
     }
     Py_XSETREF(self->parent, (FcGreenlet *)Py_NewRef(parent));
     return 0;
@@ -889,14 +920,15 @@ static int is_running(FcGreenlet *self)
     return self->thread->alive && self->thread->current == self;
 }
 
+/* A suspended greenlet's frames stay where they are while it is suspended
+ * (and it cannot resume while we hold the GIL), so they can be read from any
+ * thread, as greenlet allows (gevent's monitor thread does). */
 static PyObject *green_getframe(FcGreenlet *self, void *closure)
 {
-    fc_thread *ts = fc_tls;
     PyFrameObject *f = NULL;
     (void)closure;
-    if (self->state == FC_ACTIVE && !is_running(self) && ts == self->thread
-        && ts->tstate == fc_tstate())
-        f = fc_pystate_frame(&self->st, ts->tstate);
+    if (self->state == FC_ACTIVE && self->thread->alive && !is_running(self))
+        f = fc_pystate_frame(&self->st, fc_tstate());
     return f != NULL ? (PyObject *)f : Py_NewRef(Py_None);
 }
 
@@ -941,12 +973,6 @@ static int green_setcontext(FcGreenlet *self, PyObject *ctx, void *closure)
         tstate = self->thread->tstate;
         Py_XSETREF(tstate->context, Py_XNewRef(ctx));
         tstate->context_ver++;
-    } else if (self->state == FC_DEAD) {
-        if (ctx != NULL) {
-            PyErr_SetString(PyExc_ValueError,
-                            "cannot set the context of a finished greenlet");
-            return -1;
-        }
     } else {
         Py_XSETREF(self->st.context, Py_XNewRef(ctx));
     }

@@ -240,6 +240,26 @@ size_t fc_pystate_chunk_bytes(size_t stack_size)
 #endif
 }
 
+void fc_tracing_enter(PyThreadState *ts)
+{
+#if FC_PY311
+    PyThreadState_EnterTracing(ts);
+#else
+    ts->tracing++;
+    ts->cframe->use_tracing = 0;
+#endif
+}
+
+void fc_tracing_leave(PyThreadState *ts)
+{
+#if FC_PY311
+    PyThreadState_LeaveTracing(ts);
+#else
+    ts->tracing--;
+    ts->cframe->use_tracing = ts->c_tracefunc != NULL || ts->c_profilefunc != NULL;
+#endif
+}
+
 void fc_exc_item_clear(_PyErr_StackItem *item)
 {
 #if FC_PY311

@@ -119,6 +119,11 @@ PyFrameObject *fc_pystate_frame(fc_pystate *st, PyThreadState *ts);
  * 0 before 3.11). */
 size_t fc_pystate_chunk_bytes(size_t stack_size);
 
+/* Tracing off (and back on) around a call that sys.settrace and
+ * sys.setprofile must not see: fastco's own trace callback. */
+void fc_tracing_enter(PyThreadState *ts);
+void fc_tracing_leave(PyThreadState *ts);
+
 /* Drops the references a coroutine's root exception item holds. */
 void fc_exc_item_clear(_PyErr_StackItem *item);
 
