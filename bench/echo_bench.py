@@ -129,6 +129,7 @@ METRICS: dict[str, tuple[str, Callable[[dict[str, Any]], float], bool]] = {
     "p99": ("p99 µs", lambda r: r["latency_us"]["p99"], False),
     "server_cpu": ("server CPU %", lambda r: r["server_cpu_pct"], False),
     "client_cpu": ("client CPU %", lambda r: r["client_cpu_pct"], False),
+    "other_cpu": ("other CPU %", lambda r: r["other_cpu_pct"], False),
 }
 
 
@@ -194,6 +195,17 @@ def session_cpu_seconds(sid: int) -> float:
         if int(fields[3]) == sid:  # field 6: session id
             total += int(fields[11]) + int(fields[12])  # fields 14, 15: utime, stime
     return total / CLK_TCK
+
+
+def machine_busy_seconds() -> float:
+    """CPU seconds all CPUs spent not idle (user, nice, system, irq, softirq,
+    steal) since boot, from /proc/stat: with the server's and the client's
+    own CPU time subtracted, what other processes (and the hypervisor) took
+    from this run."""
+    with open("/proc/stat") as f:
+        fields = [int(x) for x in f.readline().split()[1:]]
+    user, nice, system, _idle, _iowait, irq, softirq, steal = fields[:8]
+    return (user + nice + system + irq + softirq + steal) / CLK_TCK
 
 
 class Server:
@@ -297,11 +309,13 @@ def run_loadgen(
     cpu: int | None,
 ) -> dict[str, Any]:
     """Run one scenario against ``server``; return the load generator's JSON
-    result, plus the CPU use of server and client over the client's lifetime
-    (``server_cpu_pct``, ``client_cpu_pct``: percent of one core)."""
+    result, plus the CPU use of server, client and everything else on the
+    machine over the client's lifetime (``server_cpu_pct``, ``client_cpu_pct``,
+    ``other_cpu_pct``: percent of one core)."""
     cmd = [str(loadgen), "-H", HOST, "-p", str(server.port), "-c", str(sc.conns),
            "-s", str(sc.size), "-d", str(duration), "-w", str(warmup)]
     server_cpu0 = server.cpu_seconds()
+    busy0 = machine_busy_seconds()
     children0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.monotonic()
     try:
@@ -317,6 +331,7 @@ def run_loadgen(
     wall = time.monotonic() - t0
     children1 = resource.getrusage(resource.RUSAGE_CHILDREN)
     server_cpu = server.cpu_seconds() - server_cpu0
+    busy = machine_busy_seconds() - busy0
     client_cpu = (children1.ru_utime - children0.ru_utime) + (
         children1.ru_stime - children0.ru_stime
     )
@@ -331,6 +346,7 @@ def run_loadgen(
         wall_s=wall,
         server_cpu_pct=100.0 * server_cpu / wall,
         client_cpu_pct=100.0 * client_cpu / wall,
+        other_cpu_pct=max(0.0, 100.0 * (busy - server_cpu - client_cpu) / wall),
         stderr=proc.stderr.strip(),
     )
     return result
@@ -389,7 +405,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                               f"p99 {res['latency_us']['p99']:8.1f} us  "
                               f"errors {res['errors']} mismatches {res['mismatches']}  "
                               f"cpu srv {res['server_cpu_pct']:.0f}% "
-                              f"cli {res['client_cpu_pct']:.0f}%",
+                              f"cli {res['client_cpu_pct']:.0f}% "
+                              f"other {res['other_cpu_pct']:.0f}%",
                               file=sys.stderr)
             except BenchError as exc:
                 msg = f"round {rnd + 1}: {exc}"
@@ -488,14 +505,23 @@ def markdown(report: dict[str, Any], scenarios: Sequence[Scenario]) -> str:
                     row.append(f"{med[metric] / base_med[metric]:.2f}" if ok else "—")
         lines.append("| " + " | ".join(row) + " |")
 
-    lines += ["", "CPU use while each scenario ran, % of one core (server / client):", ""]
+    lines += [
+        "",
+        "CPU use while each scenario ran, % of one core (server / client / everything else"
+        " on the machine):",
+        "",
+    ]
     lines.append("| server | " + " | ".join(sc.name for sc in scenarios) + " |")
     lines.append("|" + "---|" * (len(scenarios) + 1))
     for name, entry in servers.items():
         cells = []
         for sc in scenarios:
             med = entry["median"][sc.name]
-            cells.append(f"{med['server_cpu']:.0f} / {med['client_cpu']:.0f}" if med else "—")
+            cells.append(
+                f"{med['server_cpu']:.0f} / {med['client_cpu']:.0f} / {med['other_cpu']:.0f}"
+                if med
+                else "—"
+            )
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
 
     m = report["meta"]
