@@ -130,6 +130,8 @@ METRICS: dict[str, tuple[str, Callable[[dict[str, Any]], float], bool]] = {
     "server_cpu": ("server CPU %", lambda r: r["server_cpu_pct"], False),
     "client_cpu": ("client CPU %", lambda r: r["client_cpu_pct"], False),
     "other_cpu": ("other CPU %", lambda r: r["other_cpu_pct"], False),
+    "server_us": ("server CPU µs/req", lambda r: r["server_us_per_req"], False),
+    "client_us": ("client CPU µs/req", lambda r: r["client_us_per_req"], False),
 }
 
 
@@ -311,7 +313,9 @@ def run_loadgen(
     """Run one scenario against ``server``; return the load generator's JSON
     result, plus the CPU use of server, client and everything else on the
     machine over the client's lifetime (``server_cpu_pct``, ``client_cpu_pct``,
-    ``other_cpu_pct``: percent of one core)."""
+    ``other_cpu_pct``: percent of one core), and the CPU time server and
+    client spent per request (``server_us_per_req``, ``client_us_per_req``),
+    which depends much less than the rates on what else the machine runs."""
     cmd = [str(loadgen), "-H", HOST, "-p", str(server.port), "-c", str(sc.conns),
            "-s", str(sc.size), "-d", str(duration), "-w", str(warmup)]
     server_cpu0 = server.cpu_seconds()
@@ -347,6 +351,8 @@ def run_loadgen(
         server_cpu_pct=100.0 * server_cpu / wall,
         client_cpu_pct=100.0 * client_cpu / wall,
         other_cpu_pct=max(0.0, 100.0 * (busy - server_cpu - client_cpu) / wall),
+        server_us_per_req=1e6 * server_cpu / max(1, result["requests_all"]),
+        client_us_per_req=1e6 * client_cpu / max(1, result["requests_all"]),
         stderr=proc.stderr.strip(),
     )
     return result
@@ -507,8 +513,8 @@ def markdown(report: dict[str, Any], scenarios: Sequence[Scenario]) -> str:
 
     lines += [
         "",
-        "CPU use while each scenario ran, % of one core (server / client / everything else"
-        " on the machine):",
+        "CPU while each scenario ran: % of one core used by server / client / everything else"
+        " on the machine; then CPU µs per request, server / client:",
         "",
     ]
     lines.append("| server | " + " | ".join(sc.name for sc in scenarios) + " |")
@@ -518,7 +524,8 @@ def markdown(report: dict[str, Any], scenarios: Sequence[Scenario]) -> str:
         for sc in scenarios:
             med = entry["median"][sc.name]
             cells.append(
-                f"{med['server_cpu']:.0f} / {med['client_cpu']:.0f} / {med['other_cpu']:.0f}"
+                f"{med['server_cpu']:.0f} / {med['client_cpu']:.0f} / {med['other_cpu']:.0f} %;"
+                f" {fmt(med['server_us'])} / {fmt(med['client_us'])} µs"
                 if med
                 else "—"
             )
@@ -556,8 +563,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--warmup", type=float, default=1.0, help="seconds of warm-up per scenario")
     p.add_argument("--rounds", type=int, default=3, help="rounds; the report is the median")
     p.add_argument("--baseline", default="gevent", help="server the ratios are relative to")
-    p.add_argument("--pin", choices=("auto", "on", "off"), default="auto",
-                   help="pin server and client to different CPUs (auto: if 2+ CPUs)")
+    p.add_argument("--pin", choices=("auto", "on", "off"), default="off",
+                   help="pin server and client to different CPUs (auto: if 2+ CPUs); "
+                   "off by default: on a shared machine pinning measured worse")
     p.add_argument("--json", type=Path, help="also write every result to this file")
     args = p.parse_args(argv)
     args.servers = [s.strip() for s in args.servers.split(",") if s.strip()]

@@ -233,6 +233,7 @@ static struct {
     uint64_t connect_errors;      /* connects refused, reset, timed out... */
     uint64_t peer_closed;         /* connections the server closed */
     uint64_t io_errors;           /* send/recv failures on open connections */
+    uint64_t requests_all;        /* messages completed, warm-up included */
     uint64_t opened;              /* successful connects, reconnects included */
     uint64_t reconnects;          /* reconnect attempts */
     unsigned logged;              /* errors described on stderr so far */
@@ -335,6 +336,7 @@ static int conn_finish_request(struct conn *c)
     uint64_t t = now_ns();
     if (c->bad)
         g.mismatched_requests++;
+    g.requests_all++;
     if (g.measuring) {
         g.requests++;
         hist_record(&g.lat, t - c->t_start);
@@ -585,7 +587,8 @@ static void report(void)
     json_string(g.opt.port);
     printf(",\"connections_requested\":%ld,\"size\":%zu,\"duration_s\":%.6f,"
            "\"warmup_s\":%.3f,\"seed\":%" PRIu64 ",\"requests\":%" PRIu64
-           ",\"rps\":%.1f,\"tx_bytes\":%" PRIu64 ",\"rx_bytes\":%" PRIu64
+           ",\"requests_all\":%" PRIu64 ",\"rps\":%.1f,"
+           "\"tx_bytes\":%" PRIu64 ",\"rx_bytes\":%" PRIu64
            ",\"tx_mb_s\":%.3f,\"rx_mb_s\":%.3f,\"mb_s\":%.3f,"
            "\"latency_us\":{\"min\":%.3f,\"mean\":%.3f,\"p50\":%.3f,\"p90\":%.3f,"
            "\"p99\":%.3f,\"p999\":%.3f,\"max\":%.3f},"
@@ -594,8 +597,8 @@ static void report(void)
            ",\"mismatches\":%" PRIu64 ",\"mismatched_requests\":%" PRIu64
            ",\"connections\":%ld,\"connections_opened\":%" PRIu64 ",\"inflight_at_end\":%ld"
            ",\"cpu_user_s\":%.3f,\"cpu_sys_s\":%.3f,\"interrupted\":%s}\n",
-           g.opt.conns, g.opt.size, secs, g.opt.warmup, g.opt.seed, g.requests, rps,
-           g.tx_bytes, g.rx_bytes, tx_mbs, rx_mbs, tx_mbs + rx_mbs, lmin, lmean, p50, p90,
+           g.opt.conns, g.opt.size, secs, g.opt.warmup, g.opt.seed, g.requests,
+           g.requests_all, rps, g.tx_bytes, g.rx_bytes, tx_mbs, rx_mbs, tx_mbs + rx_mbs, lmin, lmean, p50, p90,
            p99, p999, lmax, errors, g.connect_errors, g.peer_closed, g.io_errors,
            g.reconnects, g.mismatched_bytes, g.mismatched_requests, active, g.opened,
            inflight, cpu_user, cpu_sys, g_stop ? "true" : "false");
