@@ -598,9 +598,9 @@ static void report(void)
            ",\"connections\":%ld,\"connections_opened\":%" PRIu64 ",\"inflight_at_end\":%ld"
            ",\"cpu_user_s\":%.3f,\"cpu_sys_s\":%.3f,\"interrupted\":%s}\n",
            g.opt.conns, g.opt.size, secs, g.opt.warmup, g.opt.seed, g.requests,
-           g.requests_all, rps, g.tx_bytes, g.rx_bytes, tx_mbs, rx_mbs, tx_mbs + rx_mbs, lmin, lmean, p50, p90,
-           p99, p999, lmax, errors, g.connect_errors, g.peer_closed, g.io_errors,
-           g.reconnects, g.mismatched_bytes, g.mismatched_requests, active, g.opened,
+           g.requests_all, rps, g.tx_bytes, g.rx_bytes, tx_mbs, rx_mbs, tx_mbs + rx_mbs,
+           lmin, lmean, p50, p90, p99, p999, lmax, errors, g.connect_errors, g.peer_closed,
+           g.io_errors, g.reconnects, g.mismatched_bytes, g.mismatched_requests, active, g.opened,
            inflight, cpu_user, cpu_sys, g_stop ? "true" : "false");
     fflush(stdout);
 }
@@ -617,7 +617,7 @@ static void usage(const char *why)
             "usage: loadgen -p PORT [-H HOST] [-c CONNS] [-s SIZE[k|m]] [-d SECONDS]\n"
             "               [-w SECONDS] [-r] [-S SEED]\n"
             "  -H  server host (default 127.0.0.1)   -p  server port\n"
-            "  -c  connections (default 1)           -s  message bytes, k/m = KiB/MiB (default 64)\n"
+            "  -c  connections (default 1)           -s  message bytes, k/m: KiB/MiB (default 64)\n"
             "  -d  seconds measured (default 5)      -w  seconds of warm-up (default 1)\n"
             "  -r  reopen connections that close     -S  random seed (default: from the clock)\n");
     exit(2);
