@@ -50,10 +50,9 @@ def build_c(source: Path, name: str) -> Path:
     if proc.returncode != 0:
         tmp.unlink(missing_ok=True)
         raise BuildError(f"{shlex.join(cmd)} failed:\n{proc.stderr}{proc.stdout}")
+    # Binaries of earlier sources are left alone: a harness run may still be
+    # using one. They are small; ``rm -rf bench/.build`` is always safe.
     os.replace(tmp, out)
-    for old in BUILD_DIR.glob(f"{name}-*"):  # binaries of earlier sources
-        if old != out:
-            old.unlink(missing_ok=True)
     return out
 
 

@@ -133,13 +133,13 @@ int main(int argc, char **argv)
             int fd;
             while ((fd = accept4(ls, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC)) >= 0) {
                 struct conn *nc = calloc(1, sizeof *nc);
-                if (!nc) {
-                    close(fd);
-                    continue;
-                }
-                nc->fd = fd;
+                if (nc)
+                    nc->fd = fd;
                 setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-                watch(ep, EPOLL_CTL_ADD, nc, EPOLLIN);
+                if (!nc || watch(ep, EPOLL_CTL_ADD, nc, EPOLLIN) < 0) {
+                    close(fd);          /* out of memory: refuse this one */
+                    free(nc);
+                }
             }
         }
     }
