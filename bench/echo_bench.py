@@ -316,8 +316,8 @@ def run_loadgen(
     ``other_cpu_pct``: percent of one core), and the CPU time server and
     client spent per request (``server_us_per_req``, ``client_us_per_req``),
     which depends much less than the rates on what else the machine runs."""
-    cmd = [str(loadgen), "-H", HOST, "-p", str(server.port), "-c", str(sc.conns),
-           "-s", str(sc.size), "-d", str(duration), "-w", str(warmup)]
+    cmd = [str(loadgen), "-H", HOST, "-p", str(server.port), "-c", str(sc.conns)]
+    cmd += ["-s", str(sc.size), "-d", str(duration), "-w", str(warmup)]
     server_cpu0 = server.cpu_seconds()
     busy0 = machine_busy_seconds()
     children0 = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -378,16 +378,80 @@ def result_ok(r: dict[str, Any]) -> bool:
     return r["mismatches"] == 0 and r["requests"] > 0
 
 
+def progress(rnd: int, name: str, sc: Scenario, res: dict[str, Any]) -> None:
+    """One line on stderr per scenario run, so a long run shows its progress."""
+    lat = res["latency_us"]
+    print(
+        f"round {rnd + 1} {name:16} {sc.name:8} {res['rps']:10.0f} req/s "
+        f"{res['mb_s']:8.1f} MB/s p50 {lat['p50']:8.1f} p99 {lat['p99']:8.1f} us  "
+        f"errors {res['errors']} mismatches {res['mismatches']}  "
+        f"cpu srv {res['server_cpu_pct']:.0f}% cli {res['client_cpu_pct']:.0f}% "
+        f"other {res['other_cpu_pct']:.0f}%",
+        file=sys.stderr,
+    )
+
+
+def run_server_round(
+    args: argparse.Namespace,
+    loadgen: Path,
+    rnd: int,
+    name: str,
+    entry: dict[str, Any],
+    cpus: tuple[int | None, int | None],
+) -> None:
+    """Start server ``name``, run every scenario against it once, stop it;
+    results go to ``entry["rounds"]``, a failure to ``entry["failures"]``."""
+    server_cpu, client_cpu = cpus
+    try:
+        with running_server(name, SERVERS[name], server_cpu) as srv:
+            for sc in args.scenarios:
+                srv.check_alive()
+                res = run_loadgen(loadgen, srv, sc, args.duration, args.warmup, client_cpu)
+                srv.check_alive()  # a server that died under load fails the round
+                entry["rounds"][sc.name].append(res)
+                progress(rnd, name, sc, res)
+    except BenchError as exc:
+        entry["failures"].append(f"round {rnd + 1}: {exc}")
+        print(f"FAIL {name} round {rnd + 1}: {exc}", file=sys.stderr)
+
+
+def summarize(name: str, entry: dict[str, Any], scenarios: Sequence[Scenario]) -> list[str]:
+    """Set ``entry["median"]`` (per scenario, the median of every metric over
+    the rounds that count, or None); return notes on what went wrong."""
+    notes = []
+    entry["median"] = {}
+    for sc in scenarios:
+        rounds = entry["rounds"][sc.name]
+        good = [r for r in rounds if result_ok(r)]
+        bad = [r for r in rounds if r["mismatches"] > 0]
+        if bad:  # a server that echoes wrong bytes gets no figure at all
+            notes.append(f"{name} {sc.name}: {len(bad)} round(s) with MISMATCHED bytes")
+        errs = sum(r["errors"] for r in rounds)
+        if errs:
+            notes.append(f"{name} {sc.name}: {errs} connection errors over all rounds")
+        entry["median"][sc.name] = (
+            {m: statistics.median(f(r) for r in good) for m, (_, f, _) in METRICS.items()}
+            if good and not bad
+            else None
+        )
+    notes += [f"{name}: {failure.splitlines()[0]}" for failure in entry["failures"]]
+    return notes
+
+
 def run(args: argparse.Namespace) -> dict[str, Any]:
     """Run every round of every server and scenario; return all results."""
     loadgen = build_loadgen()
-    server_cpu, client_cpu = choose_cpus(args.pin)
+    cpus = choose_cpus(args.pin)
     notes: list[str] = []
     servers: dict[str, dict[str, Any]] = {}
     for name in args.servers:
         reason = probe(name)
-        servers[name] = {"argv": SERVERS[name], "skipped": reason,
-                         "rounds": {sc.name: [] for sc in args.scenarios}, "failures": []}
+        servers[name] = {
+            "argv": SERVERS[name],
+            "skipped": reason,
+            "rounds": {sc.name: [] for sc in args.scenarios},
+            "failures": [],
+        }
         if reason:
             notes.append(f"{name}: skipped, {reason}")
             print(f"skip {name}: {reason}", file=sys.stderr)
@@ -395,55 +459,20 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
     for rnd in range(args.rounds):
         shift = rnd % len(names) if names else 0
-        for name in names[shift:] + names[:shift]:
-            entry = servers[name]
-            try:
-                with running_server(name, SERVERS[name], server_cpu) as srv:
-                    for sc in args.scenarios:
-                        srv.check_alive()
-                        res = run_loadgen(loadgen, srv, sc, args.duration, args.warmup,
-                                          client_cpu)
-                        srv.check_alive()
-                        entry["rounds"][sc.name].append(res)
-                        print(f"round {rnd + 1} {name:16} {sc.name:8} "
-                              f"{res['rps']:10.0f} req/s {res['mb_s']:8.1f} MB/s "
-                              f"p50 {res['latency_us']['p50']:8.1f} "
-                              f"p99 {res['latency_us']['p99']:8.1f} us  "
-                              f"errors {res['errors']} mismatches {res['mismatches']}  "
-                              f"cpu srv {res['server_cpu_pct']:.0f}% "
-                              f"cli {res['client_cpu_pct']:.0f}% "
-                              f"other {res['other_cpu_pct']:.0f}%",
-                              file=sys.stderr)
-            except BenchError as exc:
-                msg = f"round {rnd + 1}: {exc}"
-                entry["failures"].append(msg)
-                print(f"FAIL {name} {msg}", file=sys.stderr)
+        for name in names[shift:] + names[:shift]:  # rotated: drift favours nobody
+            run_server_round(args, loadgen, rnd, name, servers[name], cpus)
 
+    others = []
     for name in names:
-        entry = servers[name]
-        entry["median"] = {}
-        for sc in args.scenarios:
-            rounds = entry["rounds"][sc.name]
-            good = [r for r in rounds if result_ok(r)]
-            bad = [r for r in rounds if r["mismatches"] > 0]
-            if bad:
-                notes.append(f"{name} {sc.name}: {len(bad)} round(s) with MISMATCHED bytes")
-            errs = sum(r["errors"] for r in rounds)
-            if errs:
-                notes.append(f"{name} {sc.name}: {errs} connection errors over all rounds")
-            entry["median"][sc.name] = (
-                {m: statistics.median(f(r) for r in good) for m, (_, f, _) in METRICS.items()}
-                if good and not bad
-                else None
-            )
-        for failure in entry["failures"]:
-            notes.append(f"{name}: {failure.splitlines()[0]}")
-
-    return {
-        "meta": meta(args, loadgen, server_cpu, client_cpu),
-        "servers": servers,
-        "notes": notes,
-    }
+        notes += summarize(name, servers[name], args.scenarios)
+        others += [r["other_cpu_pct"] for rs in servers[name]["rounds"].values() for r in rs]
+    if others and statistics.median(others) > 20:
+        notes.append(
+            f"other processes used a median {statistics.median(others):.0f}% of a core during"
+            " the runs: server and client shared what was left, so rates are depressed and"
+            " ratios compressed by the client's share; CPU µs/req of the server compares best"
+        )
+    return {"meta": meta(args, loadgen, *cpus), "servers": servers, "notes": notes}
 
 
 def meta(
@@ -555,17 +584,27 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         prog="python -m bench.echo_bench",
         description="Compare echo servers under a closed-loop C load generator.",
     )
-    p.add_argument("--servers", default=",".join(SERVERS),
-                   help=f"comma-separated, from: {', '.join(SERVERS)} (default: all)")
-    p.add_argument("--scenarios", default=DEFAULT_SCENARIOS,
-                   help=f"comma-separated CONNSxSIZE[k|m] (default: {DEFAULT_SCENARIOS})")
+    p.add_argument(
+        "--servers",
+        default=",".join(SERVERS),
+        help=f"comma-separated, from: {', '.join(SERVERS)} (default: all)",
+    )
+    p.add_argument(
+        "--scenarios",
+        default=DEFAULT_SCENARIOS,
+        help=f"comma-separated CONNSxSIZE[k|m] (default: {DEFAULT_SCENARIOS})",
+    )
     p.add_argument("--duration", type=float, default=5.0, help="seconds measured per scenario")
     p.add_argument("--warmup", type=float, default=1.0, help="seconds of warm-up per scenario")
     p.add_argument("--rounds", type=int, default=3, help="rounds; the report is the median")
     p.add_argument("--baseline", default="gevent", help="server the ratios are relative to")
-    p.add_argument("--pin", choices=("auto", "on", "off"), default="off",
-                   help="pin server and client to different CPUs (auto: if 2+ CPUs); "
-                   "off by default: on a shared machine pinning measured worse")
+    p.add_argument(
+        "--pin",
+        choices=("auto", "on", "off"),
+        default="off",
+        help="pin server and client to different CPUs (auto: if 2+ CPUs); "
+        "off by default: on a shared machine pinning measured worse",
+    )
     p.add_argument("--json", type=Path, help="also write every result to this file")
     args = p.parse_args(argv)
     args.servers = [s.strip() for s in args.servers.split(",") if s.strip()]

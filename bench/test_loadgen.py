@@ -240,8 +240,8 @@ def test_no_server_exits_3(loadgen: Path) -> None:
 
 def test_harness_dry_run_c_epoll(tmp_path: Path) -> None:
     out = tmp_path / "result.json"
-    cmd = [sys.executable, "-m", "bench.echo_bench", "--servers", "c-epoll",
-           "--duration", "1", "--rounds", "1", "--warmup", "0.1", "--json", str(out)]
+    cmd = [sys.executable, "-m", "bench.echo_bench", "--servers", "c-epoll", "--rounds", "1"]
+    cmd += ["--duration", "1", "--warmup", "0.1", "--json", str(out)]
     proc = subprocess.run(cmd, cwd=REPO_DIR, capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
     assert "| c-epoll |" in proc.stdout
