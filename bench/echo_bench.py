@@ -210,6 +210,31 @@ def machine_busy_seconds() -> float:
     return (user + nice + system + irq + softirq + steal) / CLK_TCK
 
 
+def idle_percent(seconds: float) -> float:
+    """Percentage of all CPUs' time spent idle over the next ``seconds``."""
+
+    def snapshot() -> tuple[int, int]:
+        with open("/proc/stat") as f:
+            fields = [int(x) for x in f.readline().split()[1:9]]
+        return sum(fields), fields[3] + fields[4]  # total, idle + iowait
+
+    total0, idle0 = snapshot()
+    time.sleep(seconds)
+    total1, idle1 = snapshot()
+    return 100.0 * (idle1 - idle0) / max(1, total1 - total0)
+
+
+def wait_for_idle(threshold: float, max_wait: float) -> bool:
+    """Wait until the machine is at least ``threshold`` % idle (sampled over
+    2 s), for at most ``max_wait`` seconds. True if it was."""
+    deadline = time.monotonic() + max_wait
+    while True:
+        if idle_percent(2.0) >= threshold:
+            return True
+        if time.monotonic() >= deadline:
+            return False
+
+
 class Server:
     """A running echo server: its process, port and log file."""
 
@@ -460,6 +485,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     for rnd in range(args.rounds):
         shift = rnd % len(names) if names else 0
         for name in names[shift:] + names[:shift]:  # rotated: drift favours nobody
+            if args.wait_idle and not wait_for_idle(args.wait_idle, args.wait_max):
+                msg = f"round {rnd + 1} {name}: machine not {args.wait_idle:.0f}% idle in time"
+                notes.append(msg)
+                print(f"note: {msg}", file=sys.stderr)
             run_server_round(args, loadgen, rnd, name, servers[name], cpus)
 
     others = []
@@ -496,6 +525,7 @@ def meta(
         "warmup_s": args.warmup,
         "rounds": args.rounds,
         "baseline": args.baseline,
+        "wait_idle": args.wait_idle,
         "versions": versions,
         "loadgen": str(loadgen),
     }
@@ -604,6 +634,21 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         default="off",
         help="pin server and client to different CPUs (auto: if 2+ CPUs); "
         "off by default: on a shared machine pinning measured worse",
+    )
+    p.add_argument(
+        "--wait-idle",
+        type=float,
+        default=0,
+        metavar="PCT",
+        help="before each server's round, wait until the machine is PCT%% idle "
+        "(for a shared machine; default 0: do not wait)",
+    )
+    p.add_argument(
+        "--wait-max",
+        type=float,
+        default=120,
+        metavar="S",
+        help="longest wait for --wait-idle, in seconds (then run anyway, with a note)",
     )
     p.add_argument("--json", type=Path, help="also write every result to this file")
     args = p.parse_args(argv)
