@@ -633,7 +633,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         choices=("auto", "on", "off"),
         default="off",
         help="pin server and client to different CPUs (auto: if 2+ CPUs); "
-        "off by default: on a shared machine pinning measured worse",
+        "off by default: it hurt whenever another process held a CPU, "
+        "and was mixed on the idle machine",
     )
     p.add_argument(
         "--wait-idle",

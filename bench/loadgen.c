@@ -580,7 +580,7 @@ static void report(void)
            ", mismatches %" PRIu64 ", connections %ld/%ld, cpu %.0f%%\n",
            g.opt.host, g.opt.port, g.opt.conns, g.opt.size, secs, rps, tx_mbs + rx_mbs,
            p50, p90, p99, lmax, errors, g.mismatched_bytes, active, g.opt.conns,
-           secs > 0 ? 100.0 * (cpu_user + cpu_sys) / secs : 0.0);
+           secs >= 0.001 ? 100.0 * (cpu_user + cpu_sys) / secs : 0.0);
     printf("{\"host\":");
     json_string(g.opt.host);
     printf(",\"port\":");
