@@ -115,6 +115,10 @@ class PollPoller:
         pass
 
 
+#: select(2) handles fds below this (glibc's fd_set size).
+FD_SETSIZE = 1024
+
+
 class SelectPoller:
     """Level-triggered select(2), the portable fallback (fds below FD_SETSIZE)."""
 
@@ -130,6 +134,10 @@ class SelectPoller:
             raise TypeError(f"fd must be an int, not {type(fd).__name__}")
         if fd < 0:
             raise ValueError(f"file descriptor cannot be a negative integer ({fd})")
+        if fd >= FD_SETSIZE:
+            # select() cannot watch it, and would fail for every other fd too.
+            raise ValueError(f"file descriptor {fd} is out of range for select() "
+                             f"(FD_SETSIZE is {FD_SETSIZE}); use the epoll or poll poller")
         os.fstat(fd)   # an fd that is not open fails here, not in the hub's select()
         self._masks[fd] = mask
 

@@ -65,7 +65,10 @@ class _Pool:
             except BaseException as exc:  # noqa: BLE001 - handed to the waiter
                 job.result = exc
             job.fn = job.args = None  # type: ignore[assignment]
-            job.hub.run_callback_threadsafe(_deliver, job)
+            try:
+                job.hub.run_callback_threadsafe(_deliver, job)
+            except Exception:  # noqa: BLE001 - the hub went away: nobody to tell
+                pass           # (the worker must survive for the next job)
             del job
 
 

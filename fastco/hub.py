@@ -89,6 +89,9 @@ CLOSED = _Marker("CLOSED")
 #: What unschedule returns when there was no pending wake-up.
 MISSING = _Marker("MISSING")
 
+#: Expected disconnects, not reported (the task still ends with them).
+QUIET_ERRORS = (ConnectionResetError, BrokenPipeError)
+
 #: Exceptions that a task does not swallow: they are re-raised in the main greenlet.
 SYSTEM_ERRORS = (KeyboardInterrupt, SystemExit, SystemError)
 
@@ -191,10 +194,14 @@ class Hub(greenlet):
         """Report an exception nobody caught (a task's, a callback's) once, to stderr.
 
         System errors (KeyboardInterrupt, SystemExit) are re-raised in the
-        thread's main greenlet instead.
+        thread's main greenlet instead.  A peer that reset the connection or
+        stopped reading (ECONNRESET, EPIPE) is a normal event for a server:
+        quiet.
         """
         if isinstance(exc, SYSTEM_ERRORS):
             self.run_callback(self._throw_main, exc)
+            return
+        if isinstance(exc, QUIET_ERRORS):
             return
         try:
             traceback.print_exception(type(exc), exc, exc.__traceback__, file=sys.stderr)
@@ -234,6 +241,10 @@ class Hub(greenlet):
     def _close(self) -> None:
         if not self._closed:
             self._closed = True
+            # A closed hub is forgotten by its thread: the next get_hub()
+            # makes a new one (tasks of this one get RuntimeError).
+            if getattr(_tls, "hub", None) is self:
+                del _tls.hub
             self._core.close()
             self._poller.close()
 
@@ -244,12 +255,13 @@ class Hub(greenlet):
         Greenlets still waiting in it are not resumed (they are killed when
         they are garbage collected).  The next ``get_hub()`` makes a new hub.
         """
+        if self and getcurrent() is not self.parent:
+            # Checked before anything changes: refusing must leave the hub whole.
+            raise RuntimeError("a hub can only be destroyed from its parent greenlet")
         if getattr(_tls, "hub", None) is self:
             del _tls.hub
         self._core.uninstall()
         if self:  # started and suspended: end its loop
-            if getcurrent() is not self.parent:
-                raise RuntimeError("a hub can only be destroyed from its parent greenlet")
             self.throw(GreenletExit)
         self._close()
 

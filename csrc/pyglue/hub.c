@@ -103,14 +103,21 @@ PyObject *fh_dict_pop(PyObject *d, PyObject *key)
 #endif
 }
 
+static int report(FhCore *core, PyObject *context);
+
 /* Reports the current exception through hub.handle_error(context, exc) if
  * it is an Exception; returns 0.  Other exceptions (GreenletExit,
  * KeyboardInterrupt, ...) are left set for the loop's caller: -1. */
 int fh_report(FhCore *core, PyObject *context)
 {
-    PyObject *t, *v, *tb, *r;
     if (!PyErr_ExceptionMatches(PyExc_Exception))
         return -1;
+    return report(core, context);
+}
+
+static int report(FhCore *core, PyObject *context)
+{
+    PyObject *t, *v, *tb, *r;
     PyErr_Fetch(&t, &v, &tb);
     PyErr_NormalizeException(&t, &v, &tb);
     if (tb != NULL && v != NULL)
@@ -125,12 +132,23 @@ int fh_report(FhCore *core, PyObject *context)
     return 0;
 }
 
+int fh_check_open(FhCore *core)
+{
+    if (core->closed) {
+        PyErr_SetString(PyExc_RuntimeError, "the hub is closed");
+        return -1;
+    }
+    return 0;
+}
+
 /* ------------------------------------------------------------------------
  * The ring
  */
 
 int fh_ring_push(FhCore *core, PyObject *obj, PyObject *args)
 {
+    if (fh_check_open(core) < 0)
+        return -1;
     if (core->ring_len == core->ring_cap) {
         Py_ssize_t cap = core->ring_cap ? core->ring_cap * 2 : 64;
         fh_entry *ring = PyMem_Malloc((size_t)cap * sizeof(fh_entry));
@@ -164,7 +182,7 @@ fh_entry fh_ring_pop(FhCore *core)
 /* Queues g to be resumed with value (a borrowed reference). */
 int fh_schedule(FhCore *core, PyObject *g, PyObject *value)
 {
-    if (PyDict_SetItem(core->pending, g, value) < 0)
+    if (fh_check_open(core) < 0 || PyDict_SetItem(core->pending, g, value) < 0)
         return -1;
     return fh_ring_push(core, g, NULL);
 }
@@ -234,24 +252,38 @@ void fh_heap_remove(FhCore *core, FhTimer *t)
 }
 
 /* A new timer in `seconds`; returns a borrowed reference (the heap's), or
- * NULL with an exception set. */
+ * NULL with an exception set.  The timer object is made first: making it
+ * may run a garbage collection, whose finalizers may add timers, so the
+ * heap's room is checked only after that, with no Python code in between. */
 FhTimer *fh_timer_add(FhCore *core, double seconds, int kind, PyObject *fn,
                           PyObject *arg)
 {
     FhTimer *t;
+    if (fh_check_open(core) < 0)
+        return NULL;
+    t = PyObject_GC_New(FhTimer, &FhTimer_Type);
+    if (t == NULL)
+        return NULL;
+    t->fn = NULL;
+    t->arg = NULL;
+    t->core = NULL;
+    t->index = -1;
+    /* A finalizer run by that allocation may have closed the hub. */
+    if (fh_check_open(core) < 0) {
+        Py_DECREF(t);
+        return NULL;
+    }
     if (core->nheap == core->heap_cap) {
         Py_ssize_t cap = core->heap_cap ? core->heap_cap * 2 : 64;
         FhTimer **heap = PyMem_Realloc(core->heap, (size_t)cap * sizeof(FhTimer *));
         if (heap == NULL) {
+            Py_DECREF(t);
             PyErr_NoMemory();
             return NULL;
         }
         core->heap = heap;
         core->heap_cap = cap;
     }
-    t = PyObject_GC_New(FhTimer, &FhTimer_Type);
-    if (t == NULL)
-        return NULL;
     t->when = fh_now() + seconds;
     t->seq = ++core->tseq;
     t->kind = kind;
@@ -323,9 +355,11 @@ PyObject *fh_run(FhCore *self)
         while (n-- > 0 && self->ring_len > 0) {
             fh_entry e = fh_ring_pop(self);
             PyObject *r;
+            int rc;
             if (e.args != NULL) {
                 r = PyObject_Call(e.obj, e.args, NULL);
                 Py_DECREF(e.args);
+                rc = r == NULL ? fh_report(self, e.obj) : 0;
             } else {
                 PyObject *value = fh_dict_pop(self->pending, e.obj);
                 if (value == NULL) {
@@ -336,13 +370,12 @@ PyObject *fh_run(FhCore *self)
                 }
                 r = fh_switch(e.obj, value);
                 Py_DECREF(value);
-            }
-            if (r == NULL && fh_report(self, e.obj) < 0) {
-                Py_DECREF(e.obj);
-                return NULL;
+                rc = r == NULL ? fh_report(self, e.obj) : 0;
             }
             Py_XDECREF(r);
             Py_DECREF(e.obj);
+            if (rc < 0)
+                return NULL;
         }
         /* 2. the due timers */
         if (self->nheap > 0) {

@@ -98,6 +98,9 @@ PyObject *fh_switch(PyObject *g, PyObject *value);
 int fh_timeout_arg(PyObject *obj, double *out);
 PyObject *fh_dict_pop(PyObject *d, PyObject *key);
 int fh_report(FhCore *core, PyObject *context);
+/* hub.c: 0, or -1 with RuntimeError if the hub was closed (tasks and
+ * thread-pool jobs may outlive their hub and still call into it). */
+int fh_check_open(FhCore *core);
 /* hub.c: the ring and the timers */
 int fh_ring_push(FhCore *core, PyObject *obj, PyObject *args);
 fh_entry fh_ring_pop(FhCore *core);

@@ -21,6 +21,7 @@
 #include "hubcore.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
@@ -30,11 +31,18 @@
  * fds
  */
 
+/* The slot of fd, growing the table as needed.  A slot past the table is
+ * only made for an open fd: the table is indexed by fd, and an invalid
+ * huge number must not cost gigabytes before it fails. */
 fh_fd *fh_fd_slot(FhCore *core, int fd)
 {
     if (fd >= core->nfds) {
         Py_ssize_t n = core->nfds ? core->nfds : 64;
         fh_fd *fds;
+        if (fcntl(fd, F_GETFD) < 0) {
+            PyErr_SetFromErrno(PyExc_OSError);
+            return NULL;
+        }
         while (n <= fd)
             n *= 2;
         fds = PyMem_Realloc(core->fds, (size_t)n * sizeof(fh_fd));
@@ -371,9 +379,21 @@ int fh_poll_and_dispatch(FhCore *core, double timeout)
             PyErr_SetFromErrno(PyExc_OSError);
             return -1;
         }
+        /* Edge-triggered: an event not dispatched now is never reported
+         * again, so an error (KeyboardInterrupt from a woken greenlet, ...)
+         * is held until the whole batch is dispatched. */
+        PyObject *et = NULL, *ev = NULL, *etb = NULL;
         for (int i = 0; i < n; i++) {
-            if (dispatch(core, core->events[i].data.fd, core->events[i].events) < 0)
-                return -1;
+            if (dispatch(core, core->events[i].data.fd, core->events[i].events) < 0) {
+                if (et == NULL)
+                    PyErr_Fetch(&et, &ev, &etb);
+                else
+                    PyErr_WriteUnraisable(core->hub);
+            }
+        }
+        if (et != NULL) {
+            PyErr_Restore(et, ev, etb);
+            return -1;
         }
         return 0;
     } else {

@@ -27,12 +27,27 @@ typedef struct {
 
 /* 1: the layout above was checked against fileno(); -1: it did not match. */
 static int layout_ok;
+/* _socket.socket, the only type whose memory the layout describes. */
+static PyTypeObject *socket_type;
 
 static int sock_fd(PyObject *sock)
 {
     PyObject *r;
     int fd;
-    if (layout_ok > 0)
+    if (socket_type == NULL) {
+        PyObject *mod = PyImport_ImportModule("_socket");
+        PyObject *t = mod != NULL ? PyObject_GetAttrString(mod, "socket") : NULL;
+        Py_XDECREF(mod);
+        if (t == NULL)
+            return -2;
+        if (!PyType_Check(t)) {
+            Py_DECREF(t);
+            PyErr_SetString(PyExc_TypeError, "_socket.socket is not a type");
+            return -2;
+        }
+        socket_type = (PyTypeObject *)t;    /* kept for the process's life */
+    }
+    if (layout_ok > 0 && PyObject_TypeCheck(sock, socket_type))
         return ((fh_sockhead *)sock)->sock_fd;
     r = PyObject_CallMethod(sock, "fileno", NULL);
     if (r == NULL)
@@ -41,7 +56,7 @@ static int sock_fd(PyObject *sock)
     Py_DECREF(r);
     if (fd == -1 && PyErr_Occurred())
         return -2;
-    if (layout_ok == 0)
+    if (layout_ok == 0 && PyObject_TypeCheck(sock, socket_type))
         layout_ok = ((fh_sockhead *)sock)->sock_fd == fd && fd >= 0 ? 1 : (fd >= 0 ? -1 : 0);
     return fd;
 }

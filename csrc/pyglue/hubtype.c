@@ -20,6 +20,8 @@ static _Thread_local FhCore *fh_tls_core;
 static PyObject *core_run(FhCore *self, PyObject *unused)
 {
     (void)unused;
+    if (fh_check_open(self) < 0)
+        return NULL;
     return fh_run(self);
 }
 
@@ -41,7 +43,10 @@ static PyObject *core_schedule(FhCore *self, PyObject *const *args, Py_ssize_t n
 
 static PyObject *core_unschedule(FhCore *self, PyObject *g)
 {
-    PyObject *v = fh_dict_pop(self->pending, g);
+    PyObject *v;
+    if (self->closed)             /* nothing is pending in a closed hub */
+        return Py_NewRef(fh_mark_missing);
+    v = fh_dict_pop(self->pending, g);
     if (v == NULL && !PyErr_Occurred())
         return Py_NewRef(fh_mark_missing);
     return v;
@@ -76,6 +81,10 @@ static PyObject *core_run_callback_threadsafe(FhCore *self, PyObject *const *arg
         PyErr_SetString(PyExc_TypeError, "run_callback_threadsafe(fn, *args)");
         return NULL;
     }
+    /* A job of a thread pool may finish after its hub was closed: there is
+     * nobody left to call back, drop it. */
+    if (self->closed)
+        Py_RETURN_NONE;
     cbargs = PyTuple_New(nargs - 1);
     if (cbargs == NULL)
         return NULL;
@@ -101,6 +110,8 @@ static PyObject *core_run_callback_threadsafe(FhCore *self, PyObject *const *arg
 static PyObject *core_start_thread_job(FhCore *self, PyObject *unused)
 {
     (void)unused;
+    if (fh_check_open(self) < 0)
+        return NULL;
     if (self->wake_fd < 0) {
         int fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
         fh_fd *s;
@@ -172,6 +183,8 @@ static PyObject *core_wait(FhCore *self, PyObject *const *args, Py_ssize_t nargs
     double timeout = -1.0;
     FhTimer *timer = NULL;
 
+    if (fh_check_open(self) < 0)
+        return NULL;
     if (nargs < 1 || nargs > 3) {
         PyErr_SetString(PyExc_TypeError, "wait(cur, timeout=None, on_drop=None)");
         return NULL;
@@ -228,6 +241,8 @@ static PyObject *core_wait_fd(FhCore *self, PyObject *const *args, Py_ssize_t na
     long long owner = 0;
     PyObject *r;
 
+    if (fh_check_open(self) < 0)
+        return NULL;
     if (nargs < 2 || nargs > 4) {
         PyErr_SetString(PyExc_TypeError, "wait_fd(fd, event, timeout=None, owner=0)");
         return NULL;
@@ -283,10 +298,13 @@ static void unwatch_all(FhCore *self, PyObject *fds, PyObject *cur)
 /* wait_fds(rfds, wfds, timeout=None): any of them; re-arms each fd. */
 static PyObject *core_wait_fds(FhCore *self, PyObject *const *args, Py_ssize_t nargs)
 {
-    PyObject *cur = fh_getcurrent(), *all = NULL, *r = NULL;
+    PyObject *cur, *all = NULL, *r = NULL;
     double timeout = -1.0;
     FhTimer *timer = NULL;
 
+    if (fh_check_open(self) < 0)
+        return NULL;
+    cur = fh_getcurrent();
     if (cur == NULL)
         return NULL;
     if (nargs < 2 || nargs > 3) {
@@ -391,7 +409,7 @@ static PyObject *core_close_fd(FhCore *self, PyObject *arg)
     PyObject *reader, *writer;
     if (fd == -1 && PyErr_Occurred())
         return NULL;
-    if (fd < 0 || fd >= self->nfds || !self->fds[fd].known)
+    if (self->closed || fd < 0 || fd >= self->nfds || !self->fds[fd].known)
         Py_RETURN_NONE;
     s = &self->fds[fd];
     if (self->epfd >= 0) {
@@ -418,6 +436,8 @@ static PyObject *core_close_fd(FhCore *self, PyObject *arg)
 static PyObject *core_reinit(FhCore *self, PyObject *const *args, Py_ssize_t nargs)
 {
     int epfd;
+    if (fh_check_open(self) < 0)
+        return NULL;
     if (nargs != 2) {
         PyErr_SetString(PyExc_TypeError, "reinit(epoll_fd, poller)");
         return NULL;
