@@ -15,6 +15,19 @@ from fastco._core import lib
 OPS = 10_000
 
 
+def bench_pingpong(benchmark, g) -> None:
+    """Time OPS round trips into `g`, a started greenlet that switches back
+    to its parent each time; then kill it."""
+    sw = g.switch
+
+    def loop():
+        for _ in range(OPS):
+            sw()
+
+    benchmark(loop)
+    g.throw()
+
+
 def test_switch_pingpong(benchmark, glet) -> None:
     """Two coroutines switching back and forth: time per switch."""
     benchmark.group = "switch-pingpong"
@@ -27,14 +40,7 @@ def test_switch_pingpong(benchmark, glet) -> None:
 
     g = glet.greenlet(partner)
     g.switch()
-    sw = g.switch
-
-    def loop():
-        for _ in range(OPS):
-            sw()
-
-    benchmark(loop)
-    g.throw()
+    bench_pingpong(benchmark, g)
 
 
 @pytest.mark.parametrize("depth", [1, 50, 200])
@@ -54,14 +60,7 @@ def test_switch_under_c_recursion(benchmark, glet, depth) -> None:
 
     g = glet.greenlet(descend)
     g.switch(depth)
-    sw = g.switch
-
-    def loop():
-        for _ in range(OPS):
-            sw()
-
-    benchmark(loop)
-    g.throw()
+    bench_pingpong(benchmark, g)
 
 
 def test_create_run_finish(benchmark, glet) -> None:

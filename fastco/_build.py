@@ -1,65 +1,45 @@
 """cffi builder of fastco._core: the C library of csrc/ plus its Python glue.
 
-Used by setup.py (``cffi_modules``) in out-of-line API mode.  The cdef below
-mirrors csrc/fastco.h, which is the only public C header.
+Used by setup.py (``cffi_modules``) in out-of-line API mode.  The cdef is
+read from csrc/fastco.h, the only public C header, so the two cannot drift.
 """
 
 from __future__ import annotations
 
+import os
 import platform
+import re
 
 from cffi import FFI
 
-CDEF = """
-enum { FASTCO_BACKEND_UCONTEXT = 0, FASTCO_BACKEND_ASM = 1 };
-int fastco_backend_available(int backend);
-int fastco_backend_get(void);
-int fastco_backend_set(int backend);
-const char *fastco_backend_name(int backend);
-int fastco_backend_lookup(const char *name);
+HERE = os.path.dirname(os.path.abspath(__file__))
+HEADER = os.path.join(os.path.dirname(HERE), "csrc", "fastco.h")
 
-typedef struct fastco_ctx { void *sp; } fastco_ctx;
-typedef void (*fastco_entry)(void *arg, void *value);
-void fastco_ctx_make(fastco_ctx *ctx, void *lo, size_t size,
-                     fastco_entry entry, void *arg);
-void *fastco_ctx_switch(fastco_ctx *from, fastco_ctx *to, void *value);
-void fastco_ctx_retire(fastco_ctx *ctx);
-long fastco_ctx_alive(void);
 
-typedef struct fastco_stack {
-    void *lo;
-    size_t size;
-    void *slot;
-    void *pool;
-} fastco_stack;
-#define FASTCO_STACK_DEFAULT_SIZE ...
-#define FASTCO_STACK_MIN_SIZE ...
-#define FASTCO_STACK_MAX_SIZE ...
-int fastco_stack_get(fastco_stack *st, size_t size);
-void fastco_stack_put(fastco_stack *st);
-typedef struct fastco_stack_stats {
-    size_t arenas;
-    size_t mapped_bytes;
-    size_t slots;
-    size_t in_use;
-    size_t hot;
-    size_t cold;
-    size_t guarded;
-    size_t unguarded;
-    size_t hot_limit;
-    int guard_method;
-} fastco_stack_stats;
-enum { FASTCO_GUARD_NONE = 0, FASTCO_GUARD_MADVISE = 1, FASTCO_GUARD_MPROTECT = 2 };
-void fastco_stack_stats_get(fastco_stack_stats *out);
-size_t fastco_stack_set_hot_limit(size_t n);
-void fastco_stack_trim(void);
-int fastco_stack_guard_hit(const void *addr, size_t *stack_size);
-size_t fastco_page_size(void);
-void fastco_stack_discard(fastco_stack *st, void *from, void *to);
+def cdef_from_header(path: str) -> str:
+    """The cffi cdef of csrc/fastco.h, the one public C header: its
+    declarations, without comments, include guards and C++ wrappers, and
+    with each #define's value left for the compiler to fill in ("...")."""
+    with open(path, encoding="utf-8") as f:
+        text = re.sub(r"/\*.*?\*/", "", f.read(), flags=re.S)
+    out = []
+    in_cplusplus = False
+    for line in text.splitlines():
+        stripped = line.strip()
+        if stripped.startswith("#ifdef __cplusplus"):
+            in_cplusplus = True
+        elif in_cplusplus:
+            in_cplusplus = not stripped.startswith("#endif")
+        elif stripped.startswith("#define "):
+            name = stripped.split()[1]
+            if name != "FASTCO_H":
+                out.append(f"#define {name} ...")
+        elif stripped and not stripped.startswith("#"):
+            out.append(line)
+    return "\n".join(out)
 
-int fastco_guard_handler_install(void);
-int fastco_guard_thread_init(void);
-void fastco_guard_thread_fini(void);
+
+CDEF = cdef_from_header(HEADER) + """
 
 /* The Python glue (csrc/pyglue/module.c). */
 int fastco_py_install(char *errbuf, size_t errlen);

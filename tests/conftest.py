@@ -12,6 +12,19 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 
 
+#: Functions for code run by run_python that measures its own resources.
+PROC_STATS = r"""
+import os
+
+def rss():
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+def fds():
+    return len(os.listdir("/proc/self/fd"))
+"""
+
+
 def run_python(*args: str, code: str | None = None, timeout: float = 120,
                env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     """Run this interpreter on a script (or `code`) in a fresh process."""

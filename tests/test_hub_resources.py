@@ -8,19 +8,12 @@ import json
 
 import pytest
 
-from conftest import run_python
+from conftest import PROC_STATS, run_python
 
-MEASURE = r"""
+MEASURE = PROC_STATS + r"""
 import gc, json, os, sys
 import fastco
 from fastco import socket
-
-def rss():
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-
-def fds():
-    return len(os.listdir("/proc/self/fd"))
 
 def nop():
     pass

@@ -6,19 +6,12 @@ from __future__ import annotations
 
 import json
 
-from conftest import run_python
+from conftest import PROC_STATS, run_python
 
-MEASURE = r"""
+MEASURE = PROC_STATS + r"""
 import gc, json, os, sys, threading
 import fastco
 from fastco import greenlet, getcurrent
-
-def rss():
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-
-def fds():
-    return len(os.listdir("/proc/self/fd"))
 
 def noop():
     pass
