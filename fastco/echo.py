@@ -1,0 +1,495 @@
+"""The ``fastco echo`` command: a TCP echo server on fastco's StreamServer.
+
+    fastco echo [--host 127.0.0.1] [--port 7788] [--workers N] [--backlog N]
+                [--max-conns N] [--idle-timeout S] [--grace S]
+                [--backend asm|ucontext] [--stats-interval S] [-v]
+
+Each connection runs :func:`echo`, the handler a user would write: read what
+arrives, write it all back, until the client closes its side (a half-close:
+everything received was echoed, then the server closes).  It prints
+``listening on HOST:PORT`` once it accepts.  SIGINT or SIGTERM: it stops
+accepting, gives the open connections ``--grace`` seconds to end (a second
+signal ends them at once), prints a summary (connections served, bytes
+echoed, errors) and exits 0.
+
+``--workers N`` pre-forks N processes that each listen on the port with
+``SO_REUSEPORT`` (the kernel spreads connections over them); the parent
+supervises them: a worker that dies is reported and restarted, and at the
+end the parent prints the summary of all of them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import signal
+import socket as _stdsocket
+import sys
+import time
+from collections.abc import Sequence
+from typing import Any, TextIO
+
+import fastco
+from fastco import socket as cosocket
+from fastco.server import StreamServer
+
+__all__ = ["EchoStats", "echo", "main"]
+
+#: The most a connection reads at once: the bound on what the server holds
+#: per connection (a client that sends but never reads blocks its handler in
+#: sendall with at most this much in hand).
+BUFSIZE = 65536
+DEFAULT_PORT = 7788
+DEFAULT_GRACE = 5.0
+
+
+class EchoStats:
+    """Bytes echoed (read, and written back), across connections."""
+
+    __slots__ = ("bytes",)
+
+    def __init__(self) -> None:
+        self.bytes = 0
+
+
+def echo(sock: cosocket.socket, address: Any, stats: EchoStats | None = None) -> None:
+    """Echo what ``sock`` receives until the client closes its side.
+
+    ``sendall`` writes everything (partial sends continue) and blocks, in this
+    task only, while the client does not read: the server then holds at most
+    one buffer for this connection.  With ``stats``, bytes are counted.
+    """
+    if stats is None:
+        while data := sock.recv(BUFSIZE):
+            sock.sendall(data)
+    else:
+        while data := sock.recv(BUFSIZE):
+            sock.sendall(data)
+            stats.bytes += len(data)
+
+
+# ---------------------------------------------------------------------------
+# The command line
+
+
+def _port(text: str) -> int:
+    value = int(text)
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"port must be in 0..65535, not {value}")
+    return value
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, not {value}")
+    return value
+
+
+def _seconds(text: str) -> float:
+    value = float(text)
+    if not value >= 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a number of seconds >= 0, not {text}")
+    return value
+
+
+def build_parser(prog: str = "fastco echo") -> argparse.ArgumentParser:
+    """The ``fastco echo`` argument parser."""
+    p = argparse.ArgumentParser(
+        prog=prog,
+        description="A TCP echo server: every byte a client sends comes back to it.",
+        epilog="SIGINT/SIGTERM: stop accepting, give open connections --grace seconds, "
+               "print a summary, exit 0 (a second signal closes them at once).")
+    p.add_argument("--host", default="127.0.0.1",
+                   help="address to listen on (default 127.0.0.1; '' or 0.0.0.0: all)")
+    p.add_argument("--port", type=_port, default=DEFAULT_PORT,
+                   help=f"port (default {DEFAULT_PORT}; 0: any free port, printed)")
+    p.add_argument("--workers", type=_positive_int, default=1, metavar="N",
+                   help="processes sharing the port with SO_REUSEPORT, supervised "
+                        "(default 1: no fork)")
+    p.add_argument("--backlog", type=_positive_int, default=1024, metavar="N",
+                   help="listen queue length (default 1024, capped by net.core.somaxconn)")
+    p.add_argument("--max-conns", type=_positive_int, default=None, metavar="N",
+                   help="most connections open at once (per worker); beyond it, stop "
+                        "accepting until one closes (default: no limit)")
+    p.add_argument("--idle-timeout", type=_seconds, default=0.0, metavar="S",
+                   help="close a connection that makes no progress (no data received, "
+                        "or the client not reading) for S seconds (default 0: never)")
+    p.add_argument("--grace", type=_seconds, default=DEFAULT_GRACE, metavar="S",
+                   help=f"at SIGINT/SIGTERM, how long open connections may go on "
+                        f"(default {DEFAULT_GRACE:g})")
+    p.add_argument("--backend", choices=fastco.available_backends(), default=None,
+                   help=f"context-switch backend (default {fastco.backend()})")
+    p.add_argument("--stats-interval", type=_seconds, default=0.0, metavar="S",
+                   help="print counters every S seconds (default 0: only at the end)")
+    p.add_argument("-v", "--verbose", action="store_true",
+                   help="print each connection's end, and more")
+    return p
+
+
+class Totals:
+    """What a run served: the server's counters and the bytes echoed."""
+
+    FIELDS = ("accepted", "closed", "active", "bytes", "disconnects", "timeouts",
+              "errors", "killed", "accept_errors", "accept_backoffs")
+
+    def __init__(self, **values: int) -> None:
+        self.values = {f: int(values.get(f, 0)) for f in self.FIELDS}
+
+    @classmethod
+    def of(cls, server: StreamServer, stats: EchoStats) -> Totals:
+        return cls(**server.stats.as_dict(), bytes=stats.bytes)
+
+    def __add__(self, other: Totals) -> Totals:
+        return Totals(**{f: self.values[f] + other.values[f] for f in self.FIELDS})
+
+    def line(self) -> str:
+        v = self.values
+        return (f"{v['accepted']} connections served, {_size(v['bytes'])} echoed, "
+                f"{v['errors']} errors ({v['disconnects']} client resets/broken pipes, "
+                f"{v['timeouts']} idle timeouts, {v['killed']} closed at shutdown, "
+                f"{v['accept_errors']} accept errors)")
+
+
+def _size(n: int) -> str:
+    for unit, scale in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if n >= scale:
+            return f"{n:,} bytes ({n / scale:.1f} {unit})"
+    return f"{n:,} bytes"
+
+
+def _say(out: TextIO, text: str) -> None:
+    try:
+        out.write(text + "\n")
+        out.flush()
+    except (OSError, ValueError):
+        pass  # stdout closed: nothing to tell
+
+
+def _raise_fd_limit() -> None:
+    # Many connections need many fds: take the soft limit up to the hard one.
+    try:
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        if soft != hard:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    except (ValueError, OSError):
+        pass
+
+
+def _format_address(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def serve(args: argparse.Namespace, *, reuse_port: bool = False, announce: bool = True,
+          label: str = "", out: TextIO = sys.stdout) -> tuple[int, Totals]:
+    """Run one echo server process until SIGINT/SIGTERM (or a fatal error);
+    returns (exit status, totals)."""
+    stats = EchoStats()
+    server = StreamServer(
+        (args.host, args.port),
+        lambda sock, address: echo(sock, address, stats),
+        backlog=args.backlog, max_conns=args.max_conns,
+        idle_timeout=args.idle_timeout or None, reuse_port=reuse_port)
+    try:
+        server.start()
+    except OSError as exc:
+        print(f"fastco echo: cannot listen on {_format_address(args.host, args.port)}: "
+              f"{exc.strerror or exc}", file=sys.stderr)
+        return 1, Totals.of(server, stats)
+    host, port = server.address[:2]
+    if announce:
+        _say(out, f"listening on {_format_address(host, port)}")
+        if args.verbose:
+            _say(out, f"fastco echo: pid {os.getpid()}, backend {fastco.backend()}, "
+                      f"backlog {args.backlog}, max-conns {args.max_conns or 'none'}, "
+                      f"idle-timeout {args.idle_timeout or 'none'}")
+
+    started = time.monotonic()
+    signals = _SignalTask(server, args.grace, out, label)
+    ticker = None
+    if args.stats_interval:
+        ticker = fastco.spawn(_print_stats, server, stats, args.stats_interval, out, label)
+    try:
+        server.serve_forever(stop_timeout=args.grace)
+        status = 0
+    except OSError as exc:
+        print(f"fastco echo{label}: fatal: {exc}", file=sys.stderr)
+        status = 1
+    finally:
+        signals.close()
+        if ticker is not None:
+            ticker.kill()
+    totals = Totals.of(server, stats)
+    if announce or args.verbose:
+        _say(out, f"fastco echo{label}: stopped after {time.monotonic() - started:.1f} s: "
+                  f"{totals.line()}")
+    return status, totals
+
+
+class _SignalTask:
+    """SIGINT/SIGTERM, handled in a task: the first closes the server (its
+    serve_forever then gives connections the grace period), the second ends
+    the connections at once.
+
+    The signals reach the hub through ``signal.set_wakeup_fd`` (the C-level
+    handler writes the signal number to a socket the task reads), so a signal
+    that arrives just before the hub blocks in epoll_wait still wakes it.
+    """
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self, server: StreamServer, grace: float, out: TextIO, label: str) -> None:
+        self.server, self.grace, self.out, self.label = server, grace, out, label
+        self.count = 0
+        self.rsock, self.wsock = cosocket.socketpair()
+        self.old_fd = signal.set_wakeup_fd(self.wsock.fileno(), warn_on_full_buffer=False)
+        for signum in self.SIGNALS:
+            signal.signal(signum, _ignore_signal)
+        self.task = fastco.spawn(self._run)
+
+    def _run(self) -> None:
+        while data := self.rsock.recv(64):
+            for signum in data:
+                if signum in self.SIGNALS:
+                    self._on_signal(signum)
+
+    def _on_signal(self, signum: int) -> None:
+        self.count += 1
+        name = signal.Signals(signum).name
+        if self.count == 1:
+            n = self.server.connections
+            _say(self.out, f"fastco echo{self.label}: {name}: not accepting any more"
+                 + (f"; waiting up to {self.grace:g} s for {n} open connection(s)"
+                    if n else ""))
+            self.server.close()
+        else:
+            _say(self.out, f"fastco echo{self.label}: {name} again: closing "
+                           f"{self.server.connections} connection(s) now")
+            self.server.kill_connections()
+
+    def close(self) -> None:
+        # The no-op handlers stay: a signal that comes late, while the summary
+        # is printed, must not turn into a KeyboardInterrupt traceback.
+        signal.set_wakeup_fd(self.old_fd)
+        self.task.kill()
+        self.rsock.close()
+        self.wsock.close()
+
+
+def _ignore_signal(signum: int, frame: Any) -> None:
+    """The Python-level handler: nothing (the wakeup fd carries the signal)."""
+
+
+def _print_stats(server: StreamServer, stats: EchoStats, interval: float, out: TextIO,
+                 label: str) -> None:
+    last_bytes, last_t = 0, time.monotonic()
+    while True:
+        fastco.sleep(interval)
+        now = time.monotonic()
+        rate = (stats.bytes - last_bytes) / max(now - last_t, 1e-9) / 1e6
+        last_bytes, last_t = stats.bytes, now
+        s = server.stats
+        _say(out, f"stats{label}: {s.active} open, {s.accepted} accepted, "
+                  f"{stats.bytes:,} bytes echoed ({rate:.1f} MB/s), {s.errors} errors, "
+                  f"{s.disconnects} resets, {s.timeouts} timeouts, "
+                  f"{s.accept_errors} accept errors")
+
+
+# ---------------------------------------------------------------------------
+# Workers: pre-forked processes sharing the port, and their supervisor
+
+
+class Supervisor:
+    """Forks the workers, restarts those that die, stops them on a signal.
+
+    The parent reserves the port with a bound (not listening) socket, so that
+    ``--port 0`` means one port for all, and a restarted worker gets it back.
+    It waits with ``sigtimedwait`` on SIGCHLD/SIGINT/SIGTERM (blocked), so no
+    handler races with it.  Each worker writes its totals, as a JSON line, to
+    a pipe the parent reads, for the final summary.
+    """
+
+    RESTART_DELAY = 1.0     # a worker that dies younger than this waits this long
+
+    def __init__(self, args: argparse.Namespace, out: TextIO = sys.stdout) -> None:
+        self.args, self.out = args, out
+        self.workers: dict[int, tuple[int, float]] = {}   # pid -> (index, start time)
+        self.pending: list[tuple[float, int]] = []        # (restart time, index)
+        self.restarts = 0
+        self.lost = 0
+        self.totals = Totals()
+        self.reported = 0
+        self.buffer = b""
+        self.stopping = False
+
+    def run(self) -> int:
+        args = self.args
+        family = _stdsocket.AF_INET6 if ":" in args.host else _stdsocket.AF_INET
+        self.placeholder = _stdsocket.socket(family, _stdsocket.SOCK_STREAM)
+        self.placeholder.setsockopt(_stdsocket.SOL_SOCKET, _stdsocket.SO_REUSEADDR, 1)
+        self.placeholder.setsockopt(_stdsocket.SOL_SOCKET, _stdsocket.SO_REUSEPORT, 1)
+        try:
+            self.placeholder.bind((args.host, args.port))
+        except OSError as exc:
+            print(f"fastco echo: cannot listen on {_format_address(args.host, args.port)}: "
+                  f"{exc.strerror or exc}", file=sys.stderr)
+            return 1
+        args.port = self.placeholder.getsockname()[1]
+        self.rpipe, self.wpipe = os.pipe()
+        os.set_blocking(self.rpipe, False)
+        mask = {signal.SIGCHLD, signal.SIGINT, signal.SIGTERM}
+        old_mask = signal.pthread_sigmask(signal.SIG_BLOCK, mask)
+        try:
+            return self._supervise(mask, old_mask)
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
+            os.close(self.rpipe)
+            os.close(self.wpipe)
+            self.placeholder.close()
+
+    def _supervise(self, mask: set[int], old_mask: Any) -> int:
+        args = self.args
+        for index in range(1, args.workers + 1):
+            self._fork(index, old_mask)
+        _say(self.out, f"listening on {_format_address(args.host, args.port)} "
+                       f"({args.workers} workers, supervisor pid {os.getpid()})")
+        started = time.monotonic()
+        kill_at = None
+        while self.workers or (self.pending and not self.stopping):
+            self._reap()
+            now = time.monotonic()
+            for when, index in list(self.pending):
+                if when <= now and not self.stopping:
+                    self.pending.remove((when, index))
+                    self._fork(index, old_mask)
+            if not self.workers and (self.stopping or not self.pending):
+                break
+            if kill_at is not None and now >= kill_at:
+                for pid in self.workers:
+                    _kill(pid, signal.SIGKILL)
+                kill_at = now + 5.0
+            wake = [kill_at] if kill_at is not None else []
+            wake += [when for when, _ in self.pending]
+            timeout = max(0.0, min(wake) - now) if wake else 1.0
+            info = signal.sigtimedwait(mask, min(timeout, 1.0))
+            if info is None or info.si_signo == signal.SIGCHLD:
+                continue
+            name = signal.Signals(info.si_signo).name
+            if not self.stopping:
+                self.stopping = True
+                self.pending.clear()
+                kill_at = time.monotonic() + args.grace + 5.0
+                _say(self.out, f"fastco echo: {name}: stopping {len(self.workers)} worker(s)")
+            else:
+                _say(self.out, f"fastco echo: {name} again: closing connections now")
+            for pid in self.workers:
+                _kill(pid, signal.SIGTERM)
+        self._read_reports()
+        lost = f", {self.lost} worker(s) lost their counts" if self.lost else ""
+        _say(self.out, f"fastco echo: stopped after {time.monotonic() - started:.1f} s: "
+                       f"{self.totals.line()}; {args.workers} workers, "
+                       f"{self.restarts} restart(s){lost}")
+        return 0
+
+    def _fork(self, index: int, old_mask: Any) -> None:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        pid = os.fork()
+        if pid == 0:   # the worker
+            status = 1
+            try:
+                signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
+                os.close(self.rpipe)
+                self.placeholder.close()
+                status, totals = serve(self.args, reuse_port=True, announce=False,
+                                       label=f" [worker {index}]", out=self.out)
+                report = json.dumps({"worker": index, **totals.values}) + "\n"
+                os.write(self.wpipe, report.encode())
+            except BaseException:  # noqa: BLE001 - a worker must never return to the parent
+                import traceback
+                traceback.print_exc()
+            finally:
+                try:
+                    sys.stdout.flush()
+                    sys.stderr.flush()
+                finally:
+                    os._exit(status)
+        self.workers[pid] = (index, time.monotonic())
+        if self.args.verbose:
+            _say(self.out, f"fastco echo: worker {index} started (pid {pid})")
+
+    def _reap(self) -> None:
+        while self.workers:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                self.workers.clear()
+                return
+            if pid == 0:
+                return
+            if pid not in self.workers:
+                continue
+            index, began = self.workers.pop(pid)
+            self._read_reports()
+            code = os.waitstatus_to_exitcode(status)
+            if self.stopping and code == 0:
+                continue
+            how = (f"was killed by {signal.Signals(-code).name}" if code < 0
+                   else f"exited with status {code}")
+            if self.stopping:
+                _say(self.out, f"fastco echo: worker {index} (pid {pid}) {how}")
+                continue
+            self.lost += 1
+            self.restarts += 1
+            delay = self.RESTART_DELAY if time.monotonic() - began < self.RESTART_DELAY else 0.0
+            _say(self.out, f"fastco echo: worker {index} (pid {pid}) {how}: restarting it"
+                           + (f" in {delay:g} s" if delay else ""))
+            self.pending.append((time.monotonic() + delay, index))
+
+    def _read_reports(self) -> None:
+        while True:
+            try:
+                chunk = os.read(self.rpipe, 65536)
+            except BlockingIOError:
+                break
+            if not chunk:
+                break
+            self.buffer += chunk
+        *lines, self.buffer = self.buffer.split(b"\n")
+        for line in lines:
+            try:
+                values = json.loads(line)
+            except ValueError:
+                continue
+            values.pop("worker", None)
+            self.totals = self.totals + Totals(**values)
+            self.reported += 1
+
+
+def _kill(pid: int, signum: int) -> None:
+    try:
+        os.kill(pid, signum)
+    except ProcessLookupError:
+        pass
+
+
+def main(argv: Sequence[str] | None = None, prog: str = "fastco echo") -> int:
+    """Run the ``fastco echo`` command; returns the exit status (2: bad usage)."""
+    args = build_parser(prog).parse_args(argv)
+    if args.backend is not None and args.backend != fastco.backend():
+        try:
+            fastco.set_backend(args.backend)
+        except (ValueError, fastco.error) as exc:
+            print(f"{prog}: --backend {args.backend}: {exc}", file=sys.stderr)
+            return 2
+    _raise_fd_limit()
+    if args.workers > 1:
+        return Supervisor(args).run()
+    status, _ = serve(args)
+    return status
+
+
+if __name__ == "__main__":
+    sys.exit(main())
