@@ -612,6 +612,7 @@ static int core_traverse(FhCore *self, visitproc visit, void *arg)
 
 static int core_clear(FhCore *self)
 {
+    Py_CLEAR(self->rbuf);
     while (self->ring_len > 0) {
         fh_entry e = fh_ring_pop(self);
         Py_DECREF(e.obj);
@@ -741,6 +742,11 @@ PyTypeObject FhTimer_Type = {
 /* ------------------------------------------------------------------------
  * Module functions
  */
+
+FhCore *fh_peek(void)
+{
+    return fh_tls_core;
+}
 
 FhCore *fh_current(void)
 {
