@@ -28,7 +28,7 @@ import signal
 import socket as _stdsocket
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, TextIO
 
 import fastco
@@ -183,9 +183,10 @@ def _format_address(host: str, port: int) -> str:
 
 
 def serve(args: argparse.Namespace, *, reuse_port: bool = False, announce: bool = True,
-          label: str = "", out: TextIO = sys.stdout) -> tuple[int, Totals]:
+          label: str = "", out: TextIO = sys.stdout,
+          on_listening: Callable[[], None] | None = None) -> tuple[int, Totals]:
     """Run one echo server process until SIGINT/SIGTERM (or a fatal error);
-    returns (exit status, totals)."""
+    returns (exit status, totals).  ``on_listening()`` is called once it listens."""
     stats = EchoStats()
     server = StreamServer(
         (args.host, args.port),
@@ -199,6 +200,8 @@ def serve(args: argparse.Namespace, *, reuse_port: bool = False, announce: bool 
               f"{exc.strerror or exc}", file=sys.stderr)
         return 1, Totals.of(server, stats)
     host, port = server.address[:2]
+    if on_listening is not None:
+        on_listening()
     if announce:
         _say(out, f"listening on {_format_address(host, port)}")
         if args.verbose:
@@ -311,18 +314,21 @@ class Supervisor:
     a pipe the parent reads, for the final summary.
     """
 
-    RESTART_DELAY = 1.0     # a worker that dies younger than this waits this long
+    QUICK_DEATH = 1.0       # a worker that dies younger than this (seconds) may be crash-looping
 
     def __init__(self, args: argparse.Namespace, out: TextIO = sys.stdout) -> None:
         self.args, self.out = args, out
         self.workers: dict[int, tuple[int, float]] = {}   # pid -> (index, start time)
         self.pending: list[tuple[float, int]] = []        # (restart time, index)
         self.restarts = 0
+        self.quick_deaths: dict[int, int] = {}           # index -> deaths in a row
         self.lost = 0
         self.totals = Totals()
         self.reported = 0
+        self.ready: set[int] = set()                     # indexes that listen
         self.buffer = b""
         self.stopping = False
+        self.failed = False                              # a worker died before listening
 
     def run(self) -> int:
         args = self.args
@@ -353,12 +359,18 @@ class Supervisor:
         args = self.args
         for index in range(1, args.workers + 1):
             self._fork(index, old_mask)
-        _say(self.out, f"listening on {_format_address(args.host, args.port)} "
-                       f"({args.workers} workers, supervisor pid {os.getpid()})")
         started = time.monotonic()
         kill_at = None
+        announced = False
         while self.workers or (self.pending and not self.stopping):
             self._reap()
+            self._read_reports()
+            if not announced and (len(self.ready) >= args.workers
+                                  or time.monotonic() - started > 10):
+                # Every worker listens (or some never will: say where anyway).
+                announced = True
+                _say(self.out, f"listening on {_format_address(args.host, args.port)} "
+                               f"({args.workers} workers, supervisor pid {os.getpid()})")
             now = time.monotonic()
             for when, index in list(self.pending):
                 if when <= now and not self.stopping:
@@ -373,6 +385,8 @@ class Supervisor:
             wake = [kill_at] if kill_at is not None else []
             wake += [when for when, _ in self.pending]
             timeout = max(0.0, min(wake) - now) if wake else 1.0
+            if not announced:
+                timeout = min(timeout, 0.01)
             info = signal.sigtimedwait(mask, min(timeout, 1.0))
             if info is None or info.si_signo == signal.SIGCHLD:
                 continue
@@ -391,7 +405,7 @@ class Supervisor:
         _say(self.out, f"fastco echo: stopped after {time.monotonic() - started:.1f} s: "
                        f"{self.totals.line()}; {args.workers} workers, "
                        f"{self.restarts} restart(s){lost}")
-        return 0
+        return 1 if self.failed else 0
 
     def _fork(self, index: int, old_mask: Any) -> None:
         sys.stdout.flush()
@@ -403,8 +417,12 @@ class Supervisor:
                 signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
                 os.close(self.rpipe)
                 self.placeholder.close()
+                def ready() -> None:
+                    os.write(self.wpipe, json.dumps({"ready": index}).encode() + b"\n")
+
                 status, totals = serve(self.args, reuse_port=True, announce=False,
-                                       label=f" [worker {index}]", out=self.out)
+                                       label=f" [worker {index}]", out=self.out,
+                                       on_listening=ready)
                 report = json.dumps({"worker": index, **totals.values}) + "\n"
                 os.write(self.wpipe, report.encode())
             except BaseException:  # noqa: BLE001 - a worker must never return to the parent
@@ -441,9 +459,27 @@ class Supervisor:
             if self.stopping:
                 _say(self.out, f"fastco echo: worker {index} (pid {pid}) {how}")
                 continue
+            if not self.ready:
+                # No worker ever listened: something is wrong with the set-up,
+                # not with one worker.  Give up rather than loop.
+                print(f"fastco echo: worker {index} (pid {pid}) {how} before listening: "
+                      f"stopping", file=sys.stderr)
+                self.failed = True
+                self.stopping = True
+                self.pending.clear()
+                for other in self.workers:
+                    _kill(other, signal.SIGTERM)
+                continue
             self.lost += 1
             self.restarts += 1
-            delay = self.RESTART_DELAY if time.monotonic() - began < self.RESTART_DELAY else 0.0
+            # A worker that keeps dying young is in a crash loop: restart it
+            # at once the first time, then after 1, 2, 4... up to 30 s.
+            if time.monotonic() - began < self.QUICK_DEATH:
+                self.quick_deaths[index] = self.quick_deaths.get(index, 0) + 1
+            else:
+                self.quick_deaths[index] = 0
+            k = self.quick_deaths[index]
+            delay = 0.0 if k <= 1 else min(2.0 ** (k - 2), 30.0)
             _say(self.out, f"fastco echo: worker {index} (pid {pid}) {how}: restarting it"
                            + (f" in {delay:g} s" if delay else ""))
             self.pending.append((time.monotonic() + delay, index))
@@ -462,6 +498,9 @@ class Supervisor:
             try:
                 values = json.loads(line)
             except ValueError:
+                continue
+            if "ready" in values:
+                self.ready.add(values["ready"])
                 continue
             values.pop("worker", None)
             self.totals = self.totals + Totals(**values)

@@ -22,16 +22,19 @@ What ends a connection is counted in ``server.stats``:
 Accept errors that mean "out of a resource" (EMFILE, ENFILE, ENOBUFS,
 ENOMEM) make the accept loop back off (10 ms, doubling up to 1 s) and retry,
 so a server out of file descriptors neither spins nor dies, and resumes as
-soon as connections close; errors of one incoming connection (ECONNABORTED,
+soon as connections close (it says so on stderr, once when it starts failing
+and once when it recovers); errors of one incoming connection (ECONNABORTED,
 EPROTO, ...) are skipped; any other error is fatal: the server stops
-accepting and ``serve_forever`` raises it.
+accepting, says why on stderr, and ``serve_forever`` raises it.
 """
 
 from __future__ import annotations
 
 import errno
+import struct
 import sys
 from collections.abc import Callable
+from time import monotonic as _monotonic
 from typing import Any
 
 from fastco import socket as _cosocket
@@ -50,9 +53,10 @@ TRANSIENT_ERRNOS = frozenset({
     errno.ENETDOWN, errno.ENOPROTOOPT, errno.EHOSTDOWN, errno.ENONET,
     errno.EHOSTUNREACH, errno.EOPNOTSUPP, errno.ENETUNREACH, errno.ECONNRESET,
 })
-BACKOFF_MIN = 0.01
-BACKOFF_MAX = 1.0
+BACKOFF_MIN = 0.01   # first wait after an accept failed for lack of a resource
+BACKOFF_MAX = 1.0    # doubling up to this
 DEFAULT_BACKLOG = 1024
+_LINGER_ZERO = struct.pack("ii", 1, 0)   # struct linger {l_onoff = 1, l_linger = 0}
 
 Handler = Callable[[_cosocket.socket, Any], Any]
 
@@ -146,8 +150,8 @@ class StreamServer:
     @property
     def address(self) -> Any:
         """The address listened on (with the real port once started)."""
-        if self._listener is not None and self._listener.fileno() >= 0:
-            return self._listener.getsockname()
+        if self._address is None and self._listener is not None:
+            self._address = self._listener.getsockname()
         return self._address
 
     @property
@@ -184,6 +188,7 @@ class StreamServer:
             self._listener = self._listen(self._address)
         elif not self._listener.getsockopt(_cosocket.SOL_SOCKET, _cosocket.SO_ACCEPTCONN):
             self._listener.listen(self.backlog or DEFAULT_BACKLOG)
+        self._address = self._listener.getsockname()
         self._acceptor = spawn(self._accept_loop)
 
     def _listen(self, address: Any) -> _cosocket.socket:
@@ -214,9 +219,10 @@ class StreamServer:
         stats = self.stats
         conns = self._conns
         max_conns = self.max_conns
-        backoff = BACKOFF_MIN
         configure = self._configure
         serve = self._serve
+        backoff = 0.0           # > 0 while accept fails for lack of a resource
+        failing_since = 0.0
         while not self._closing:
             if max_conns is not None and len(conns) >= max_conns:
                 self._room.clear()
@@ -229,20 +235,36 @@ class StreamServer:
                     return
                 stats.accept_errors += 1
                 if exc.errno in RESOURCE_ERRNOS:
-                    # Out of fds (or buffers): wait for connections to close.
+                    # Out of fds (or buffers): the connection waits in the
+                    # queue while others close.  Retry later, never spin.
                     stats.accept_backoffs += 1
-                    self._warn(f"accept failed ({exc.strerror}): retrying in {backoff:g} s")
+                    if not backoff:
+                        failing_since = _monotonic()
+                        self._warn(f"accept failed ({exc.strerror}): "
+                                   f"retrying, {len(conns)} connections open")
+                    backoff = min(backoff * 2, BACKOFF_MAX) if backoff else BACKOFF_MIN
                     sleep(backoff)
-                    backoff = min(backoff * 2, BACKOFF_MAX)
                     continue
                 if exc.errno in TRANSIENT_ERRNOS:
                     continue
                 self._fail(exc)
                 return
-            backoff = BACKOFF_MIN
-            configure(sock)
+            except Exception as exc:  # noqa: BLE001 - e.g. MemoryError: report, go on
+                stats.accept_errors += 1
+                get_hub().handle_error(getcurrent(), exc)
+                sleep(BACKOFF_MIN)
+                continue
+            if backoff:
+                self._warn(f"accepting again after {_monotonic() - failing_since:.1f} s")
+                backoff = 0.0
+            try:
+                configure(sock)
+                task = spawn(serve, sock, address)
+            except BaseException:
+                sock.close()
+                raise
             stats.accepted += 1
-            conns.add(spawn(serve, sock, address))
+            conns.add(task)
 
     def _configure(self, sock: _cosocket.socket) -> None:
         if self.nodelay and sock.family in (_cosocket.AF_INET, _cosocket.AF_INET6):
@@ -263,7 +285,7 @@ class StreamServer:
     def _fail(self, exc: BaseException) -> None:
         # A fatal accept error: stop accepting, let serve_forever raise it.
         self.error = exc
-        self._warn(f"accept failed fatally, the server stops accepting: {exc!r}")
+        self._warn(f"accept failed: {exc}: the server stops accepting")
         self.close()
 
     # -- one connection ------------------------------------------------
@@ -276,7 +298,10 @@ class StreamServer:
         except ConnectionError:
             stats.disconnects += 1
         except TimeoutError:
+            # Idle: close abortively (RST), so that the kernel drops at once
+            # what a client that stopped reading left in the buffers.
             stats.timeouts += 1
+            _set_linger_zero(sock)
         except GreenletExit:
             stats.killed += 1
         except Exception as exc:  # noqa: BLE001 - reported, the server goes on
@@ -323,6 +348,13 @@ class StreamServer:
         conns = [t for t in self._conns if not t.ready()]
         if conns:
             killall(conns, block=block, timeout=5.0 if block else None)
+
+
+def _set_linger_zero(sock: _cosocket.socket) -> None:
+    try:
+        sock.setsockopt(_cosocket.SOL_SOCKET, _cosocket.SO_LINGER, _LINGER_ZERO)
+    except OSError:
+        pass
 
 
 def _take_over(sock: Any) -> _cosocket.socket:
