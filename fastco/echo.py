@@ -184,9 +184,12 @@ def _format_address(host: str, port: int) -> str:
 
 def serve(args: argparse.Namespace, *, reuse_port: bool = False, announce: bool = True,
           label: str = "", out: TextIO = sys.stdout,
-          on_listening: Callable[[], None] | None = None) -> tuple[int, Totals]:
+          on_listening: Callable[[], None] | None = None,
+          parent_fd: int | None = None) -> tuple[int, Totals]:
     """Run one echo server process until SIGINT/SIGTERM (or a fatal error);
-    returns (exit status, totals).  ``on_listening()`` is called once it listens."""
+    returns (exit status, totals).  ``on_listening()`` is called once it
+    listens.  ``parent_fd``: the read end of a pipe nobody writes to; its EOF
+    (the supervisor is gone) stops the server like SIGTERM."""
     stats = EchoStats()
     server = StreamServer(
         (args.host, args.port),
@@ -211,6 +214,9 @@ def serve(args: argparse.Namespace, *, reuse_port: bool = False, announce: bool 
 
     started = time.monotonic()
     signals = _SignalTask(server, args.grace, out, label)
+    orphan_watch = None
+    if parent_fd is not None:
+        orphan_watch = fastco.spawn(_watch_parent, parent_fd, signals)
     ticker = None
     if args.stats_interval:
         ticker = fastco.spawn(_print_stats, server, stats, args.stats_interval, out, label)
@@ -222,8 +228,9 @@ def serve(args: argparse.Namespace, *, reuse_port: bool = False, announce: bool 
         status = 1
     finally:
         signals.close()
-        if ticker is not None:
-            ticker.kill()
+        for task in (ticker, orphan_watch):
+            if task is not None:
+                task.kill()
     totals = Totals.of(server, stats)
     if announce or args.verbose:
         _say(out, f"fastco echo{label}: stopped after {time.monotonic() - started:.1f} s: "
@@ -279,6 +286,19 @@ class _SignalTask:
         self.task.kill()
         self.rsock.close()
         self.wsock.close()
+
+
+def _watch_parent(fd: int, signals: _SignalTask) -> None:
+    """Wait for EOF on fd (the supervisor died, even by SIGKILL): stop as at SIGTERM."""
+    while True:
+        fastco.wait_read(fd)
+        try:
+            if os.read(fd, 1) == b"":
+                break
+        except BlockingIOError:
+            continue
+    _say(signals.out, f"fastco echo{signals.label}: the supervisor is gone: stopping")
+    signals.server.close()
 
 
 def _ignore_signal(signum: int, frame: Any) -> None:
@@ -345,14 +365,18 @@ class Supervisor:
         args.port = self.placeholder.getsockname()[1]
         self.rpipe, self.wpipe = os.pipe()
         os.set_blocking(self.rpipe, False)
+        # Only this process holds alive_w: the workers see EOF on alive_r
+        # when it is gone, however it died.
+        self.alive_r, self.alive_w = os.pipe()
+        os.set_blocking(self.alive_r, False)
         mask = {signal.SIGCHLD, signal.SIGINT, signal.SIGTERM}
         old_mask = signal.pthread_sigmask(signal.SIG_BLOCK, mask)
         try:
             return self._supervise(mask, old_mask)
         finally:
             signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
-            os.close(self.rpipe)
-            os.close(self.wpipe)
+            for fd in (self.rpipe, self.wpipe, self.alive_r, self.alive_w):
+                os.close(fd)
             self.placeholder.close()
 
     def _supervise(self, mask: set[int], old_mask: Any) -> int:
@@ -416,13 +440,14 @@ class Supervisor:
             try:
                 signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
                 os.close(self.rpipe)
+                os.close(self.alive_w)
                 self.placeholder.close()
                 def ready() -> None:
                     os.write(self.wpipe, json.dumps({"ready": index}).encode() + b"\n")
 
                 status, totals = serve(self.args, reuse_port=True, announce=False,
                                        label=f" [worker {index}]", out=self.out,
-                                       on_listening=ready)
+                                       on_listening=ready, parent_fd=self.alive_r)
                 report = json.dumps({"worker": index, **totals.values}) + "\n"
                 os.write(self.wpipe, report.encode())
             except BaseException:  # noqa: BLE001 - a worker must never return to the parent

@@ -252,6 +252,30 @@ def test_workers_share_the_port_and_a_dead_worker_is_restarted() -> None:
             open(f"/proc/{pid}/stat").read().split()[2] == "Z"
 
 
+def test_workers_stop_when_the_supervisor_is_killed() -> None:
+    with Echo("--workers", "2") as e:
+        deadline = time.monotonic() + 10
+        while len(children(e.proc.pid)) < 2 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        workers = children(e.proc.pid)
+        assert len(workers) == 2
+        with e.connect() as c:
+            assert roundtrip(c, b"x") == b"x"
+        e.proc.kill()                             # no chance to stop its workers
+        e.proc.wait()
+        while time.monotonic() < deadline and any(_alive(p) for p in workers):
+            time.sleep(0.02)
+        assert not any(_alive(p) for p in workers), "a worker outlived its supervisor"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
 def test_port_in_use_is_a_clear_error() -> None:
     with socket.create_server(("127.0.0.1", 0)) as busy:
         port = busy.getsockname()[1]
