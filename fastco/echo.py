@@ -35,7 +35,7 @@ import fastco
 from fastco import socket as cosocket
 from fastco.server import StreamServer
 
-__all__ = ["EchoStats", "echo", "main"]
+__all__ = ["echo", "main"]
 
 #: The most a connection reads at once: the bound on what the server holds
 #: per connection (a client that sends but never reads blocks its handler in
@@ -45,29 +45,16 @@ DEFAULT_PORT = 7788
 DEFAULT_GRACE = 5.0
 
 
-class EchoStats:
-    """Bytes echoed (read, and written back), across connections."""
-
-    __slots__ = ("bytes",)
-
-    def __init__(self) -> None:
-        self.bytes = 0
-
-
-def echo(sock: cosocket.socket, address: Any, stats: EchoStats | None = None) -> None:
+def echo(sock: cosocket.socket, address: Any) -> None:
     """Echo what ``sock`` receives until the client closes its side.
 
-    ``sendall`` writes everything (partial sends continue) and blocks, in this
-    task only, while the client does not read: the server then holds at most
-    one buffer for this connection.  With ``stats``, bytes are counted.
+    The handler a user would write.  ``sendall`` writes everything (partial
+    sends continue) and blocks, in this task only, while the client does not
+    read: the server then holds at most one buffer for this connection.
+    (The bytes are counted by the hub: ``Hub.bytes_sent``.)
     """
-    if stats is None:
-        while data := sock.recv(BUFSIZE):
-            sock.sendall(data)
-    else:
-        while data := sock.recv(BUFSIZE):
-            sock.sendall(data)
-            stats.bytes += len(data)
+    while data := sock.recv(BUFSIZE):
+        sock.sendall(data)
 
 
 # ---------------------------------------------------------------------------
@@ -139,8 +126,8 @@ class Totals:
         self.values = {f: int(values.get(f, 0)) for f in self.FIELDS}
 
     @classmethod
-    def of(cls, server: StreamServer, stats: EchoStats) -> Totals:
-        return cls(**server.stats.as_dict(), bytes=stats.bytes)
+    def of(cls, server: StreamServer, echoed: int) -> Totals:
+        return cls(**server.stats.as_dict(), bytes=echoed)
 
     def __add__(self, other: Totals) -> Totals:
         return Totals(**{f: self.values[f] + other.values[f] for f in self.FIELDS})
@@ -190,10 +177,10 @@ def serve(args: argparse.Namespace, *, reuse_port: bool = False, announce: bool 
     returns (exit status, totals).  ``on_listening()`` is called once it
     listens.  ``parent_fd``: the read end of a pipe nobody writes to; its EOF
     (the supervisor is gone) stops the server like SIGTERM."""
-    stats = EchoStats()
+    hub = fastco.get_hub()
+    sent0 = hub.bytes_sent   # what the handlers send back is what they echoed
     server = StreamServer(
-        (args.host, args.port),
-        lambda sock, address: echo(sock, address, stats),
+        (args.host, args.port), echo,
         backlog=args.backlog, max_conns=args.max_conns,
         idle_timeout=args.idle_timeout or None, reuse_port=reuse_port)
     try:
@@ -201,7 +188,7 @@ def serve(args: argparse.Namespace, *, reuse_port: bool = False, announce: bool 
     except OSError as exc:
         print(f"fastco echo: cannot listen on {_format_address(args.host, args.port)}: "
               f"{exc.strerror or exc}", file=sys.stderr)
-        return 1, Totals.of(server, stats)
+        return 1, Totals.of(server, 0)
     host, port = server.address[:2]
     if on_listening is not None:
         on_listening()
@@ -219,7 +206,8 @@ def serve(args: argparse.Namespace, *, reuse_port: bool = False, announce: bool 
         orphan_watch = fastco.spawn(_watch_parent, parent_fd, signals)
     ticker = None
     if args.stats_interval:
-        ticker = fastco.spawn(_print_stats, server, stats, args.stats_interval, out, label)
+        ticker = fastco.spawn(_print_stats, server, lambda: hub.bytes_sent - sent0,
+                              args.stats_interval, out, label)
     try:
         server.serve_forever(stop_timeout=args.grace)
         status = 0
@@ -231,7 +219,7 @@ def serve(args: argparse.Namespace, *, reuse_port: bool = False, announce: bool 
         for task in (ticker, orphan_watch):
             if task is not None:
                 task.kill()
-    totals = Totals.of(server, stats)
+    totals = Totals.of(server, hub.bytes_sent - sent0)
     if announce or args.verbose:
         _say(out, f"fastco echo{label}: stopped after {time.monotonic() - started:.1f} s: "
                   f"{totals.line()}")
@@ -305,17 +293,17 @@ def _ignore_signal(signum: int, frame: Any) -> None:
     """The Python-level handler: nothing (the wakeup fd carries the signal)."""
 
 
-def _print_stats(server: StreamServer, stats: EchoStats, interval: float, out: TextIO,
-                 label: str) -> None:
+def _print_stats(server: StreamServer, echoed: Callable[[], int], interval: float,
+                 out: TextIO, label: str) -> None:
     last_bytes, last_t = 0, time.monotonic()
     while True:
         fastco.sleep(interval)
-        now = time.monotonic()
-        rate = (stats.bytes - last_bytes) / max(now - last_t, 1e-9) / 1e6
-        last_bytes, last_t = stats.bytes, now
+        now, total = time.monotonic(), echoed()
+        rate = (total - last_bytes) / max(now - last_t, 1e-9) / 1e6
+        last_bytes, last_t = total, now
         s = server.stats
         _say(out, f"stats{label}: {s.active} open, {s.accepted} accepted, "
-                  f"{stats.bytes:,} bytes echoed ({rate:.1f} MB/s), {s.errors} errors, "
+                  f"{total:,} bytes echoed ({rate:.1f} MB/s), {s.errors} errors, "
                   f"{s.disconnects} resets, {s.timeouts} timeouts, "
                   f"{s.accept_errors} accept errors")
 

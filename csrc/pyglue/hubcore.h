@@ -86,6 +86,7 @@ struct FhCore {
     PyObject *tsafe;             /* list of (fn, args) from other threads */
     int closed;
     PyObject *rbuf;              /* hubsock.c: a spare receive buffer (bytes), or NULL */
+    unsigned long long bytes_received, bytes_sent;   /* by hubsock.c's calls */
     struct epoll_event events[FH_MAX_EVENTS];
 };
 

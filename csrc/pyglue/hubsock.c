@@ -112,6 +112,7 @@ static int sock_fd(PyObject *sock)
 /* One call on a socket: what it needs to know while it runs. */
 typedef struct {
     PyObject *sock;
+    FhCore *core;        /* the thread's hub core, or NULL if it has none yet */
     double timeout;      /* < 0: none (blocking); 0: non-blocking; > 0: seconds */
     double deadline;     /* < 0 until the first wait */
     long long owner;     /* the socket's serial number (see Hub.wait_fd) */
@@ -133,6 +134,7 @@ static int call_from_slots(fh_call *c, PyObject *sock)
 {
     PyObject *t, *o;
     c->sock = sock;
+    c->core = fh_peek();
     c->deadline = -1.0;
     t = *(PyObject **)((char *)sock + off_timeout);
     o = *(PyObject **)((char *)sock + off_serial);
@@ -153,6 +155,7 @@ static int call_from_slots(fh_call *c, PyObject *sock)
 static int call_from_args(fh_call *c, PyObject *sock, PyObject *timeout, PyObject *owner)
 {
     c->sock = sock;
+    c->core = fh_peek();
     c->deadline = -1.0;
     c->stream = 0;   /* no hints without the class's layout */
     if (parse_timeout(timeout, &c->timeout) < 0)
@@ -164,7 +167,7 @@ static int call_from_args(fh_call *c, PyObject *sock, PyObject *timeout, PyObjec
 /* The slot of fd if its readiness hints can be trusted for this call. */
 static fh_fd *trusted_slot(fh_call *c, int fd)
 {
-    FhCore *core = fh_peek();
+    FhCore *core = c->core;
     fh_fd *s;
     if (core == NULL || core->epfd < 0 || fd < 0 || fd >= core->nfds || c->owner == 0)
         return NULL;
@@ -190,9 +193,10 @@ static int wait_ready(fh_call *c, int fd, unsigned int event)
             return -1;
         }
     }
-    core = fh_current();
+    core = fh_current();   /* makes the hub if the thread has none yet */
     if (core == NULL)
         return -1;
+    c->core = core;
     return fh_wait_fd(core, fd, event, remaining, c->owner);
 }
 
@@ -236,9 +240,8 @@ static int wait_if_drained(fh_call *c, int fd, unsigned int event)
  * The spare receive buffer
  */
 
-static PyObject *rbuf_take(Py_ssize_t size)
+static PyObject *rbuf_take(FhCore *core, Py_ssize_t size)
 {
-    FhCore *core = fh_peek();
     if (core != NULL && core->rbuf != NULL && PyBytes_GET_SIZE(core->rbuf) >= size) {
         PyObject *b = core->rbuf;
         core->rbuf = NULL;
@@ -247,9 +250,8 @@ static PyObject *rbuf_take(Py_ssize_t size)
     return PyBytes_FromStringAndSize(NULL, size);
 }
 
-static void rbuf_give_back(PyObject *b)
+static void rbuf_give_back(FhCore *core, PyObject *b)
 {
-    FhCore *core = fh_peek();
     if (core != NULL && !core->closed && PyBytes_GET_SIZE(b) <= FH_RBUF_MAX
         && (core->rbuf == NULL || PyBytes_GET_SIZE(core->rbuf) < PyBytes_GET_SIZE(b))) {
         Py_XSETREF(core->rbuf, b);
@@ -259,14 +261,14 @@ static void rbuf_give_back(PyObject *b)
 }
 
 /* The result of receiving n bytes into b (consumed). */
-static PyObject *rbuf_result(PyObject *b, Py_ssize_t n)
+static PyObject *rbuf_result(FhCore *core, PyObject *b, Py_ssize_t n)
 {
     PyObject *r;
     if (n == PyBytes_GET_SIZE(b))
         return b;
     if (n <= FH_COPY_MAX) {
         r = PyBytes_FromStringAndSize(PyBytes_AS_STRING(b), n);
-        rbuf_give_back(b);
+        rbuf_give_back(core, b);
         return r;
     }
     if (_PyBytes_Resize(&b, n) < 0)
@@ -295,20 +297,22 @@ static PyObject *do_recv(fh_call *c, Py_ssize_t size, int flags)
                 return NULL;
             continue;
         }
-        buf = rbuf_take(size);
+        buf = rbuf_take(c->core, size);
         if (buf == NULL)
             return NULL;
         n = recv(fd, PyBytes_AS_STRING(buf), (size_t)size, flags);
         if (n >= 0) {
+            if (c->core != NULL)
+                c->core->bytes_received += (unsigned long long)n;
             if (n > 0 && n < size && c->stream && flags == 0) {
                 fh_fd *s = trusted_slot(c, fd);
                 if (s != NULL)
                     s->rready = 0;   /* drained: the next recv waits for the edge */
             }
-            return rbuf_result(buf, n);
+            return rbuf_result(c->core, buf, n);
         }
         rc = errno;
-        rbuf_give_back(buf);
+        rbuf_give_back(c->core, buf);
         if (on_error(c, rc, fd, EPOLLIN) < 0)
             return NULL;
     }
@@ -342,6 +346,8 @@ static PyObject *do_recv_into(fh_call *c, PyObject *buffer, Py_ssize_t nbytes, i
         }
         n = recv(fd, view.buf, (size_t)nbytes, flags);
         if (n >= 0) {
+            if (c->core != NULL)
+                c->core->bytes_received += (unsigned long long)n;
             if (n > 0 && n < nbytes && c->stream && flags == 0) {
                 fh_fd *s = trusted_slot(c, fd);
                 if (s != NULL)
@@ -376,6 +382,8 @@ static Py_ssize_t send_loop(fh_call *c, Py_buffer *view, int flags, int all)
         n = send(fd, (char *)view->buf + sent, (size_t)(view->len - sent), flags);
         if (n >= 0) {
             sent += n;
+            if (c->core != NULL)
+                c->core->bytes_sent += (unsigned long long)n;
             if (!all || sent >= view->len)
                 return sent;
             continue;
@@ -487,19 +495,10 @@ static int arg_flags(PyObject *obj, int *out)
     return 0;
 }
 
-/* Instance check of the methods (the slots are read at fixed offsets). */
-static int check_self(PyObject *self, const char *name)
-{
-    if (sock_cls == NULL || !PyObject_TypeCheck(self, sock_cls)) {
-        PyErr_Format(PyExc_TypeError, "%s() needs a fastco socket, not %s", name,
-                     Py_TYPE(self)->tp_name);
-        return -1;
-    }
-    return 0;
-}
-
 /* ------------------------------------------------------------------------
- * The methods (installed on fastco.socket.socket by sock_install)
+ * The methods (installed on fastco.socket.socket by sock_install).  Their
+ * descriptors check that self is an instance of that class (the slots are
+ * read at fixed offsets), before the call.
  */
 
 /* recv(bufsize, flags=0) -> bytes */
@@ -512,7 +511,7 @@ static PyObject *m_recv(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
         PyErr_Format(PyExc_TypeError, "recv() takes 1 or 2 arguments (%zd given)", nargs);
         return NULL;
     }
-    if (check_self(self, "recv") < 0 || arg_ssize(args[0], &size) < 0
+    if (arg_ssize(args[0], &size) < 0
         || (nargs == 2 && arg_flags(args[1], &flags) < 0) || call_from_slots(&c, self) < 0)
         return NULL;
     return do_recv(&c, size, flags);
@@ -558,8 +557,7 @@ static PyObject *m_recv_into(PyObject *self, PyObject *const *args, Py_ssize_t n
         PyErr_SetString(PyExc_TypeError, "recv_into() missing required argument 'buffer'");
         return NULL;
     }
-    if (check_self(self, "recv_into") < 0
-        || (vals[1] != NULL && arg_ssize(vals[1], &nbytes) < 0)
+    if ((vals[1] != NULL && arg_ssize(vals[1], &nbytes) < 0)
         || (vals[2] != NULL && arg_flags(vals[2], &flags) < 0)
         || call_from_slots(&c, self) < 0)
         return NULL;
@@ -575,7 +573,7 @@ static PyObject *m_send(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
         PyErr_Format(PyExc_TypeError, "send() takes 1 or 2 arguments (%zd given)", nargs);
         return NULL;
     }
-    if (check_self(self, "send") < 0 || (nargs == 2 && arg_flags(args[1], &flags) < 0)
+    if ((nargs == 2 && arg_flags(args[1], &flags) < 0)
         || call_from_slots(&c, self) < 0)
         return NULL;
     return do_send(&c, args[0], flags, 0);
@@ -590,7 +588,7 @@ static PyObject *m_sendall(PyObject *self, PyObject *const *args, Py_ssize_t nar
         PyErr_Format(PyExc_TypeError, "sendall() takes 1 or 2 arguments (%zd given)", nargs);
         return NULL;
     }
-    if (check_self(self, "sendall") < 0 || (nargs == 2 && arg_flags(args[1], &flags) < 0)
+    if ((nargs == 2 && arg_flags(args[1], &flags) < 0)
         || call_from_slots(&c, self) < 0)
         return NULL;
     return do_send(&c, args[0], flags, 1);
@@ -601,7 +599,7 @@ static PyObject *m_accept(PyObject *self, PyObject *unused)
 {
     fh_call c;
     (void)unused;
-    if (check_self(self, "_accept_nonblocking") < 0 || call_from_slots(&c, self) < 0)
+    if (call_from_slots(&c, self) < 0)
         return NULL;
     return do_accept(&c);
 }
