@@ -102,8 +102,9 @@ def build_parser(prog: str = "fastco echo") -> argparse.ArgumentParser:
                    help="most connections open at once (per worker); beyond it, stop "
                         "accepting until one closes (default: no limit)")
     p.add_argument("--idle-timeout", type=_seconds, default=0.0, metavar="S",
-                   help="close a connection that makes no progress (no data received, "
-                        "or the client not reading) for S seconds (default 0: never)")
+                   help="close a connection whose recv, or sendall of what it read, waits "
+                        "longer than S seconds: a silent client, or one that stopped "
+                        "reading (default 0: never)")
     p.add_argument("--grace", type=_seconds, default=DEFAULT_GRACE, metavar="S",
                    help=f"at SIGINT/SIGTERM, how long open connections may go on "
                         f"(default {DEFAULT_GRACE:g})")
@@ -127,12 +128,14 @@ class Totals:
 
     @classmethod
     def of(cls, server: StreamServer, echoed: int) -> Totals:
+        """The totals of one server that echoed ``echoed`` bytes."""
         return cls(**server.stats.as_dict(), bytes=echoed)
 
     def __add__(self, other: Totals) -> Totals:
         return Totals(**{f: self.values[f] + other.values[f] for f in self.FIELDS})
 
     def line(self) -> str:
+        """The summary, as printed at the end."""
         v = self.values
         return (f"{v['accepted']} connections served, {_size(v['bytes'])} echoed, "
                 f"{v['errors']} errors ({v['disconnects']} client resets/broken pipes, "
@@ -190,6 +193,10 @@ def serve(args: argparse.Namespace, *, reuse_port: bool = False, announce: bool 
               f"{exc.strerror or exc}", file=sys.stderr)
         return 1, Totals.of(server, 0)
     host, port = server.address[:2]
+    started = time.monotonic()
+    # Signals are handled before anybody is told where we listen: a SIGTERM
+    # right after the line must end in a summary, not in the default action.
+    signals = _SignalTask(server, args.grace, out, label)
     if on_listening is not None:
         on_listening()
     if announce:
@@ -198,9 +205,6 @@ def serve(args: argparse.Namespace, *, reuse_port: bool = False, announce: bool 
             _say(out, f"fastco echo: pid {os.getpid()}, backend {fastco.backend()}, "
                       f"backlog {args.backlog}, max-conns {args.max_conns or 'none'}, "
                       f"idle-timeout {args.idle_timeout or 'none'}")
-
-    started = time.monotonic()
-    signals = _SignalTask(server, args.grace, out, label)
     orphan_watch = None
     if parent_fd is not None:
         orphan_watch = fastco.spawn(_watch_parent, parent_fd, signals)
@@ -339,6 +343,8 @@ class Supervisor:
         self.failed = False                              # a worker died before listening
 
     def run(self) -> int:
+        """Reserve the port, fork the workers, supervise them until a signal
+        (or a start-up failure); returns the exit status."""
         args = self.args
         family = _stdsocket.AF_INET6 if ":" in args.host else _stdsocket.AF_INET
         self.placeholder = _stdsocket.socket(family, _stdsocket.SOCK_STREAM)
