@@ -64,6 +64,7 @@ SERVERS: dict[str, list[str]] = {
     "uvloop-protocol": [PY, str(PEERS_DIR / "uvloop_protocol.py"), "--port", "{port}"],
     "c-epoll": ["{bin:c_epoll_server}", "--port", "{port}"],
     "fastco": [sys.executable, "-m", "fastco", "echo", "--port", "{port}"],
+    "fastco-w2": [sys.executable, "-m", "fastco", "echo", "--workers", "2", "--port", "{port}"],
 }
 
 #: name -> a command that must exit 0 for the server to be run at all.
@@ -72,6 +73,7 @@ PROBES: dict[str, list[str]] = {
     "uvloop-streams": [PY, "-c", "import uvloop"],
     "uvloop-protocol": [PY, "-c", "import uvloop"],
     "fastco": [sys.executable, "-c", "import fastco.echo"],
+    "fastco-w2": [sys.executable, "-c", "import fastco.echo"],
 }
 
 DEFAULT_SCENARIOS = "100x64,1x64,50x16k"

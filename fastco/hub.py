@@ -187,6 +187,16 @@ class Hub(greenlet):
         """The name of the OS selector this hub uses: epoll, poll or select."""
         return self._poller.name
 
+    @property
+    def bytes_received(self) -> int:
+        """Bytes received so far by fastco sockets' recv/recv_into in this thread."""
+        return self._core.bytes_received
+
+    @property
+    def bytes_sent(self) -> int:
+        """Bytes sent so far by fastco sockets' send/sendall in this thread."""
+        return self._core.bytes_sent
+
     # ------------------------------------------------------------------
     # Errors
 

@@ -32,10 +32,7 @@ from socket import *  # noqa: F403
 from time import monotonic as _monotonic
 from typing import Any
 
-from fastco._native import sock_recv as _c_recv
-from fastco._native import sock_recv_into as _c_recv_into
-from fastco._native import sock_send as _c_send
-from fastco._native import sock_sendall as _c_sendall
+from fastco._native import sock_install as _sock_install
 from fastco._threadpool import run_in_thread as _run_in_thread
 from fastco.hub import READ as _READ
 from fastco.hub import WRITE as _WRITE
@@ -77,6 +74,7 @@ error = OSError
 _serials = _itertools.count(1)
 _CONNECTING = (_errno.EINPROGRESS, _errno.EALREADY, _errno.EWOULDBLOCK, _errno.EAGAIN)
 _INET = (_std.AF_INET, getattr(_std, "AF_INET6", _std.AF_INET))
+_C_ACCEPT = (*_INET, getattr(_std, "AF_UNIX", _std.AF_INET))
 _GLOBAL_DEFAULT_TIMEOUT: Any = getattr(_std, "_GLOBAL_DEFAULT_TIMEOUT", object())
 
 
@@ -145,14 +143,9 @@ class socket(_ss):
 
     # -- receiving -----------------------------------------------------
 
-    # recv, recv_into, send and sendall are the hot calls: done in C
-    # (csrc/pyglue/hubsock.c), which waits on EAGAIN without raising.
-
-    def recv(self, bufsize: int, flags: int = 0) -> bytes:
-        return _c_recv(self, bufsize, flags, self._timeout, self._serial)
-
-    def recv_into(self, buffer: Any, nbytes: int = 0, flags: int = 0) -> int:
-        return _c_recv_into(self, buffer, nbytes, flags, self._timeout, self._serial)
+    # recv, recv_into, send and sendall are the hot calls: they are done in C
+    # (csrc/pyglue/hubsock.c, installed on this class below), which waits on
+    # EAGAIN without raising and runs no Python frame.
 
     def recvfrom(self, bufsize: int, flags: int = 0) -> tuple[bytes, Any]:
         deadline = None
@@ -197,14 +190,6 @@ class socket(_ss):
 
     # -- sending -------------------------------------------------------
 
-    def send(self, data: Any, flags: int = 0) -> int:
-        return _c_send(self, data, flags, self._timeout, self._serial)
-
-    def sendall(self, data: Any, flags: int = 0) -> None:
-        """Send all of ``data`` (partial sends continue where they stopped);
-        the timeout applies to the whole call."""
-        _c_sendall(self, data, flags, self._timeout, self._serial)
-
     def sendto(self, data: Any, *args: Any) -> int:
         # sendto(data, address) or sendto(data, flags, address)
         args = (*args[:-1], self._resolve(args[-1])) if args else args
@@ -236,16 +221,21 @@ class socket(_ss):
 
     def accept(self) -> tuple[socket, Any]:
         """Wait for a connection; returns (a new cooperative socket, address)."""
-        deadline = None
-        while True:
-            try:
-                fd, addr = _cs_accept(self)
-                break
-            except BlockingIOError:
-                if self._timeout == 0.0:
-                    raise
-            deadline = self._wait(_READ, deadline)
-        sock = socket(_cs_family(self), _cs_type(self), _cs_proto(self), fileno=fd)
+        family = _cs_family(self)
+        if family in _C_ACCEPT:
+            # accept4 in C, non-blocking and close-on-exec at once.
+            fd, addr = self._accept_nonblocking()
+        else:
+            deadline = None
+            while True:
+                try:
+                    fd, addr = _cs_accept(self)
+                    break
+                except BlockingIOError:
+                    if self._timeout == 0.0:
+                        raise
+                deadline = self._wait(_READ, deadline)
+        sock = socket(family, _cs_type(self), _cs_proto(self), fileno=fd)
         return sock, addr
 
     def _resolve(self, address: Any) -> Any:
@@ -320,6 +310,10 @@ class socket(_ss):
         self._forget()
         return _ss.detach(self)
 
+
+# recv(bufsize[, flags]), recv_into(buffer[, nbytes[, flags]]), send(data[,
+# flags]), sendall(data[, flags]) and _accept_nonblocking(), in C.
+_sock_install(socket)
 
 SocketType = _socket.socket
 

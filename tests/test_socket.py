@@ -299,3 +299,153 @@ def _free_port() -> int:
     port = s.getsockname()[1]
     s.close()
     return port
+
+
+# -- the C fast paths: readiness hints, arguments, accept ----------------------
+
+def _tcp_pair() -> tuple[cosocket.socket, cosocket.socket]:
+    with cosocket.create_server(("127.0.0.1", 0)) as listener:
+        c = cosocket.create_connection(listener.getsockname(), timeout=5)
+        s, _ = listener.accept()
+    return c, s
+
+
+def _pair(kind: str) -> tuple[cosocket.socket, cosocket.socket]:
+    """A connected pair whose second socket has waited in the hub once (so
+    that the hub watches its fd, and its readiness hints are in use)."""
+    a, b = _tcp_pair() if kind == "tcp" else cosocket.socketpair()
+    fastco.spawn_later(0.01, a.sendall, b"ping")
+    with Timeout(2):
+        assert b.recv(100) == b"ping"       # waited, then a short read
+    return a, b
+
+
+@pytest.mark.parametrize("kind", ["tcp", "unix"])
+def test_short_read_then_eof_is_seen(kind) -> None:
+    # A short read drains the socket (the next recv waits for an edge), but a
+    # FIN that came with the data must still end the next recv with b''.
+    a, b = _pair(kind)
+    with a, b:
+        a.sendall(b"abc")
+        a.shutdown(stdsocket.SHUT_WR)
+        fastco.sleep(0.02)      # data and FIN are both there, their edge seen
+        with Timeout(2):
+            assert b.recv(65536) == b"abc"
+            assert b.recv(65536) == b""
+            assert b.recv(65536) == b""
+
+
+@pytest.mark.parametrize("kind", ["tcp", "unix"])
+def test_data_that_arrives_while_nobody_waits_is_read(kind) -> None:
+    # The edge of new data is consumed by the loop while the reader does
+    # something else; its next recv must not wait for another edge.
+    a, b = _pair(kind)
+    with a, b:
+        a.sendall(b"one")
+        assert b.recv(100) == b"one"          # short: drained
+        a.sendall(b"two")
+        fastco.sleep(0.02)                    # the loop polls: the edge comes and goes
+        with Timeout(2):
+            assert b.recv(100) == b"two"
+        a.sendall(b"three")
+        buf = bytearray(100)
+        fastco.sleep(0.02)
+        with Timeout(2):
+            assert b.recv_into(buf) == 5 and buf[:5] == b"three"
+
+
+def test_many_short_reads_in_a_row() -> None:
+    a, b = _pair("tcp")
+    with a, b:
+        def writer():
+            for i in range(200):
+                a.sendall(b"%d;" % i)
+                if i % 7 == 0:
+                    fastco.sleep(0)
+            a.shutdown(stdsocket.SHUT_WR)
+
+        w = fastco.spawn(writer)
+        got = bytearray()
+        with Timeout(5):
+            while chunk := b.recv(65536):
+                got += chunk
+        w.get(timeout=5)
+        assert got == b"".join(b"%d;" % i for i in range(200))
+
+
+def test_recv_results_of_every_size_are_independent_objects() -> None:
+    a, b = cosocket.socketpair()
+    with a, b:
+        results = []
+        for size in (1, 100, 4096, 4097, 30000):
+            payload = os.urandom(size)
+            a.sendall(payload)
+            got = b""
+            while len(got) < size:
+                got += b.recv(65536)
+            results.append((payload, got))
+        for payload, got in results:    # no result shares the spare buffer
+            assert payload == got
+
+
+def test_c_methods_check_their_arguments() -> None:
+    a, b = cosocket.socketpair()
+    with a, b:
+        assert type(cosocket.socket.recv).__name__ == "method_descriptor"
+        with pytest.raises(TypeError):
+            a.recv()
+        with pytest.raises(TypeError):
+            a.recv(1, 0, 0)
+        with pytest.raises(ValueError):
+            a.recv(-1)
+        with pytest.raises(TypeError):
+            a.sendall("text")
+        with pytest.raises(TypeError):
+            a.send()
+        with pytest.raises(TypeError):
+            a.recv_into(bytearray(4), bogus=1)
+        with pytest.raises(TypeError):
+            cosocket.socket.recv(stdsocket.socket(), 1)
+        b.sendall(b"xyz")
+        buf = bytearray(10)
+        assert a.recv_into(buffer=buf, nbytes=2) == 2 and buf[:2] == b"xy"
+        assert a.recv_into(buf, flags=0) == 1 and buf[:1] == b"z"
+        with pytest.raises(ValueError):
+            a.recv_into(bytearray(2), 5)
+        b.sendall(b"peek")
+        assert a.recv(10, stdsocket.MSG_PEEK) == b"peek"
+        assert a.recv(10) == b"peek"
+
+
+@pytest.mark.parametrize("family", ["inet", "inet6", "unix"])
+def test_accept_gives_the_stdlib_address_and_a_nonblocking_cloexec_socket(
+        family, tmp_path) -> None:
+    if family == "inet6" and not stdsocket.has_ipv6:
+        pytest.skip("no IPv6")
+    if family == "unix":
+        path = str(tmp_path / "s")
+        listener = cosocket.socket(stdsocket.AF_UNIX, stdsocket.SOCK_STREAM)
+        listener.bind(path)
+        listener.listen()
+        target: object = path
+    else:
+        host = "127.0.0.1" if family == "inet" else "::1"
+        fam = stdsocket.AF_INET if family == "inet" else stdsocket.AF_INET6
+        try:
+            listener = cosocket.create_server((host, 0), family=fam)
+        except OSError:
+            pytest.skip(f"cannot listen on {host}")
+        target = listener.getsockname()[:2]
+    with listener:
+        client = cosocket.socket(listener.family, stdsocket.SOCK_STREAM)
+        with client:
+            client.settimeout(5)
+            client.connect(target)
+            conn, addr = listener.accept()
+            with conn:
+                assert addr == client.getsockname()
+                assert not os.get_blocking(conn.fileno())
+                assert not os.get_inheritable(conn.fileno())
+                assert isinstance(conn, cosocket.socket) and conn.family == listener.family
+                client.sendall(b"hi")
+                assert conn.recv(10) == b"hi"

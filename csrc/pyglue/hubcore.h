@@ -54,6 +54,15 @@ typedef struct {
     long long owner;             /* registration known good for this socket */
     unsigned int mask;           /* registered interest (edge: FH_EDGE_MASK) */
     unsigned char known;         /* 1 while the hub watches the fd */
+    /* Readiness hints of the edge-triggered mode (see hubsock.c): 0 once the
+     * socket layer saw the fd drained (EAGAIN, or a short read of a stream),
+     * 1 again at the next edge for that direction (set by the loop whether
+     * or not somebody waits).  While a hint is 0 a socket call waits for the
+     * edge without trying the system call first.  `hup` sticks once epoll
+     * reported RDHUP/HUP/ERR: then the hints are not trusted any more. */
+    unsigned char rready;
+    unsigned char wready;
+    unsigned char hup;
 } fh_fd;
 
 struct FhCore {
@@ -76,6 +85,8 @@ struct FhCore {
     int wake_fd;                 /* eventfd of run_callback_threadsafe, or -1 */
     PyObject *tsafe;             /* list of (fn, args) from other threads */
     int closed;
+    PyObject *rbuf;              /* hubsock.c: a spare receive buffer (bytes), or NULL */
+    unsigned long long bytes_received, bytes_sent;   /* by hubsock.c's calls */
     struct epoll_event events[FH_MAX_EVENTS];
 };
 
@@ -110,6 +121,9 @@ FhTimer *fh_timer_add(FhCore *core, double seconds, int kind, PyObject *fn, PyOb
 void fh_timer_cancel(FhTimer *t);
 /* hub.c: the loop (returns only by raising) */
 PyObject *fh_run(FhCore *self);
+
+/* hubtype.c: the running thread's core if it has one (never makes one). */
+FhCore *fh_peek(void);
 
 /* hubfd.c */
 fh_fd *fh_fd_slot(FhCore *core, int fd);

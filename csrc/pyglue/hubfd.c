@@ -86,6 +86,8 @@ int fh_fd_watch(FhCore *core, fh_fd *s, int fd)
         s->mask = 0;
     }
     s->known = 1;
+    s->rready = s->wready = 1;   /* unknown: try the calls first */
+    s->hup = 0;
     return 0;
 }
 
@@ -142,6 +144,8 @@ fh_fd *fh_fd_prepare(FhCore *core, int fd, long long owner)
         if (core->epfd >= 0 && fd_rearm(core, fd) < 0)
             return NULL;
         s->owner = owner;
+        s->rready = s->wready = 1;   /* maybe another open file: forget the hints */
+        s->hup = 0;
     }
     return s;
 }
@@ -323,6 +327,13 @@ static int dispatch(FhCore *core, int fd, unsigned int ev)
         return drain_threadsafe(core);
     if (fd < 0 || fd >= core->nfds || !core->fds[fd].known)
         return 0;
+    /* The readiness hints follow every edge, waited for or not. */
+    if (ev & FH_READ_WAKE)
+        core->fds[fd].rready = 1;
+    if (ev & FH_WRITE_WAKE)
+        core->fds[fd].wready = 1;
+    if (ev & (EPOLLRDHUP | EPOLLHUP | EPOLLERR | FH_NVAL))
+        core->fds[fd].hup = 1;
     value = NULL;
     if ((ev & FH_READ_WAKE) && (g = core->fds[fd].reader) != NULL) {
         core->fds[fd].reader = NULL;

@@ -10,8 +10,11 @@
 #include <sys/eventfd.h>
 #include <unistd.h>
 
-/* The running thread's core (borrowed: its hub keeps it alive). */
-static _Thread_local FhCore *fh_tls_core;
+/* The running thread's core (borrowed: its hub keeps it alive).  Read on
+ * every socket call: the initial-exec model makes that a plain load instead
+ * of a __tls_get_addr call (a few bytes of the static TLS surplus that glibc
+ * keeps for libraries loaded with dlopen). */
+static _Thread_local FhCore *fh_tls_core __attribute__((tls_model("initial-exec")));
 
 /* ------------------------------------------------------------------------
  * HubCore
@@ -562,7 +565,23 @@ static PyMethodDef core_methods[] = {
     {NULL, NULL, 0, NULL}
 };
 
+static PyObject *core_get_bytes_received(FhCore *self, void *c)
+{
+    (void)c;
+    return PyLong_FromUnsignedLongLong(self->bytes_received);
+}
+
+static PyObject *core_get_bytes_sent(FhCore *self, void *c)
+{
+    (void)c;
+    return PyLong_FromUnsignedLongLong(self->bytes_sent);
+}
+
 static PyGetSetDef core_getsets[] = {
+    {"bytes_received", (getter)core_get_bytes_received, NULL,
+     "Bytes received by fastco sockets' recv/recv_into in this thread.", NULL},
+    {"bytes_sent", (getter)core_get_bytes_sent, NULL,
+     "Bytes sent by fastco sockets' send/sendall in this thread.", NULL},
     {"nready", (getter)core_get_nready, NULL, "Ring entries waiting for the next turn.", NULL},
     {"ntimers", (getter)core_get_ntimers, NULL, "Timers set.", NULL},
     {"nwait", (getter)core_get_nwait, NULL, "Greenlets waiting on fds.", NULL},
@@ -632,6 +651,7 @@ static int core_traverse(FhCore *self, visitproc visit, void *arg)
 
 static int core_clear(FhCore *self)
 {
+    Py_CLEAR(self->rbuf);
     while (self->ring_len > 0) {
         fh_entry e = fh_ring_pop(self);
         Py_DECREF(e.obj);
@@ -761,6 +781,11 @@ PyTypeObject FhTimer_Type = {
 /* ------------------------------------------------------------------------
  * Module functions
  */
+
+FhCore *fh_peek(void)
+{
+    return fh_tls_core;
+}
 
 FhCore *fh_current(void)
 {
