@@ -320,7 +320,7 @@ os.register_at_fork(after_in_child=_after_fork_in_child)
 #: to the other ready greenlets.  (Native: see csrc/pyglue/hub.c.)
 sleep: Callable[..., None] = _native.sleep
 
-_native.hub_setup(greenlet.switch, TIMEOUT, CLOSED, MISSING, ConcurrentUseError, get_hub)
+_native.hub_setup(TIMEOUT, CLOSED, MISSING, ConcurrentUseError, get_hub)
 
 
 def _fileno(fd: Any) -> int:

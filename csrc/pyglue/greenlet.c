@@ -778,6 +778,32 @@ static PyObject *green_switch(FcGreenlet *self, PyObject *const *args,
     return fc_switch(ts, self, &x);
 }
 
+/* g.switch(value), or g.switch() if value is NULL, for C callers (the hub):
+ * what the method does, without the method call around it. */
+PyObject *fc_greenlet_switch(PyObject *g, PyObject *value)
+{
+    fc_thread *ts = fc_thread_get();
+    fc_xfer x = {FC_XFER_NONE, NULL, NULL, NULL};
+
+    if (ts == NULL)
+        return NULL;
+    if (!FcGreenlet_Check(g)) {
+        PyErr_Format(PyExc_TypeError, "can only switch to a greenlet, not %s",
+                     Py_TYPE(g)->tp_name);
+        return NULL;
+    }
+    if (value != NULL) {
+        x.kind = FC_XFER_VALUE;
+        x.a = Py_NewRef(value);
+    } else {
+        x.kind = FC_XFER_ARGS;
+        x.a = PyTuple_New(0);
+        if (x.a == NULL)
+            return NULL;
+    }
+    return fc_switch(ts, (FcGreenlet *)g, &x);
+}
+
 /* throw(typ=GreenletExit, val=None, tb=None) */
 static PyObject *green_throw(FcGreenlet *self, PyObject *args)
 {

@@ -34,7 +34,7 @@
 #include <math.h>
 #include <time.h>
 
-PyObject *fh_switch_descr, *fh_mark_timeout, *fh_mark_closed, *fh_mark_missing;
+PyObject *fh_mark_timeout, *fh_mark_closed, *fh_mark_missing;
 PyObject *fh_exc_concurrent, *fh_py_get_hub, *fh_str_unregister, *fh_str_poll;
 
 /* ------------------------------------------------------------------------
@@ -57,8 +57,7 @@ PyObject *fh_getcurrent(void)
 /* g.switch(value) (value NULL: g.switch()); a new reference or NULL. */
 PyObject *fh_switch(PyObject *g, PyObject *value)
 {
-    PyObject *args[2] = {g, value};
-    return PyObject_Vectorcall(fh_switch_descr, args, value != NULL ? 2 : 1, NULL);
+    return fc_greenlet_switch(g, value);
 }
 
 /* Parses a timeout argument: None (-1: no limit) or a number >= 0. */

@@ -94,7 +94,6 @@ extern PyTypeObject FhCore_Type;
 extern PyTypeObject FhTimer_Type;
 
 /* Set once by fastco.hub (hub_setup, in hubtype.c). */
-extern PyObject *fh_switch_descr;    /* greenlet.switch, unbound */
 extern PyObject *fh_mark_timeout;    /* fastco.hub.TIMEOUT */
 extern PyObject *fh_mark_closed;     /* fastco.hub.CLOSED */
 extern PyObject *fh_mark_missing;    /* fastco.hub.MISSING */

@@ -605,7 +605,7 @@ static PyObject *core_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
         PyErr_SetString(PyExc_TypeError, "the hub must be a greenlet");
         return NULL;
     }
-    if (fh_switch_descr == NULL) {
+    if (fh_mark_timeout == NULL) {
         PyErr_SetString(PyExc_RuntimeError, "fastco.hub did not call hub_setup");
         return NULL;
     }
@@ -879,14 +879,13 @@ static PyObject *mod_sleep(PyObject *module, PyObject *const *args, Py_ssize_t n
     Py_RETURN_NONE;
 }
 
-/* hub_setup(greenlet_switch, TIMEOUT, CLOSED, MISSING, ConcurrentUseError, get_hub) */
+/* hub_setup(TIMEOUT, CLOSED, MISSING, ConcurrentUseError, get_hub) */
 static PyObject *mod_hub_setup(PyObject *module, PyObject *args)
 {
-    PyObject *sw, *t, *c, *m, *e, *g;
+    PyObject *t, *c, *m, *e, *g;
     (void)module;
-    if (!PyArg_ParseTuple(args, "OOOOOO:hub_setup", &sw, &t, &c, &m, &e, &g))
+    if (!PyArg_ParseTuple(args, "OOOOO:hub_setup", &t, &c, &m, &e, &g))
         return NULL;
-    Py_XSETREF(fh_switch_descr, Py_NewRef(sw));
     Py_XSETREF(fh_mark_timeout, Py_NewRef(t));
     Py_XSETREF(fh_mark_closed, Py_NewRef(c));
     Py_XSETREF(fh_mark_missing, Py_NewRef(m));
@@ -900,7 +899,7 @@ static PyMethodDef hub_functions[] = {
      "sleep(seconds=0)\n--\n\n"
      "Suspend the current greenlet for seconds; 0 yields to the other ready ones."},
     {"hub_setup", (PyCFunction)mod_hub_setup, METH_VARARGS,
-     "hub_setup(switch, TIMEOUT, CLOSED, MISSING, ConcurrentUseError, get_hub)\n--\n\n"
+     "hub_setup(TIMEOUT, CLOSED, MISSING, ConcurrentUseError, get_hub)\n--\n\n"
      "Called once by fastco.hub."},
     {NULL, NULL, 0, NULL}
 };

@@ -16,7 +16,7 @@
 
 #include <pythread.h>
 
-_Thread_local fc_thread *fc_tls;
+_Thread_local fc_thread *fc_tls __attribute__((tls_model("initial-exec")));
 
 /* The key of the sentinel in the thread-state dict. */
 static PyObject *sentinel_key;
