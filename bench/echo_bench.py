@@ -64,6 +64,8 @@ SERVERS: dict[str, list[str]] = {
     "uvloop-protocol": [PY, str(PEERS_DIR / "uvloop_protocol.py"), "--port", "{port}"],
     "c-epoll": ["{bin:c_epoll_server}", "--port", "{port}"],
     "fastco": [sys.executable, "-m", "fastco", "echo", "--port", "{port}"],
+    "fastco-ucontext": [sys.executable, "-m", "fastco", "echo", "--backend", "ucontext",
+                        "--port", "{port}"],
     "fastco-w2": [sys.executable, "-m", "fastco", "echo", "--workers", "2", "--port", "{port}"],
 }
 
@@ -73,6 +75,7 @@ PROBES: dict[str, list[str]] = {
     "uvloop-streams": [PY, "-c", "import uvloop"],
     "uvloop-protocol": [PY, "-c", "import uvloop"],
     "fastco": [sys.executable, "-c", "import fastco.echo"],
+    "fastco-ucontext": [sys.executable, "-c", "import fastco.echo"],
     "fastco-w2": [sys.executable, "-c", "import fastco.echo"],
 }
 

@@ -2,7 +2,7 @@
  * loadgen.c - a closed-loop load generator for TCP echo servers.
  *
  *   loadgen -p PORT [-H HOST] [-c CONNS] [-s SIZE] [-d SECONDS] [-w SECONDS]
- *           [-r] [-S SEED]
+ *           [-n REQUESTS] [-r] [-S SEED]
  *
  * Each of CONNS connections runs the same loop: send a message of SIZE bytes,
  * read back exactly SIZE bytes, compare every byte with what was sent, record
@@ -29,7 +29,9 @@
  * but errors and mismatches.  Then for -d seconds every completed request adds
  * its latency (CLOCK_MONOTONIC, nanoseconds, from the first byte written to
  * the last byte read) to a log-linear histogram, and every byte moved is
- * counted.  Mismatches and errors are counted over the whole run.
+ * counted.  With -n the window ends instead after REQUESTS requests (or
+ * after -d seconds, whichever comes first): a fixed amount of work, for
+ * harnesses that time it (the pytest-benchmark suite does).  Mismatches and errors are counted over the whole run.
  *
  * Output on stdout: one human-readable line, then one line of JSON (always the
  * last line).  The first few errors are described on stderr.
@@ -189,6 +191,7 @@ struct options {
     size_t size;        /* bytes per message */
     double duration;    /* seconds measured */
     double warmup;      /* seconds run before measuring */
+    uint64_t max_requests; /* end the window after this many (0: no limit) */
     int reconnect;      /* open closed connections again */
     uint64_t seed;      /* seed of all random choices */
 };
@@ -491,6 +494,8 @@ static void run(void)
 
     uint64_t now = now_ns();
     while (now < deadline && !g_stop) {
+        if (g.opt.max_requests && g.requests >= g.opt.max_requests)
+            break; /* -n: the work asked for is done */
         if (g.open == 0 && !g.opt.reconnect)
             break; /* every connection is gone: nothing left to measure */
         uint64_t until = g.measuring ? deadline : warm_end;
@@ -615,10 +620,11 @@ static void usage(const char *why)
         fprintf(stderr, "loadgen: %s\n", why);
     fprintf(stderr,
             "usage: loadgen -p PORT [-H HOST] [-c CONNS] [-s SIZE[k|m]] [-d SECONDS]\n"
-            "               [-w SECONDS] [-r] [-S SEED]\n"
+            "               [-w SECONDS] [-n REQUESTS] [-r] [-S SEED]\n"
             "  -H  server host (default 127.0.0.1)   -p  server port\n"
             "  -c  connections (default 1)           -s  message bytes, k/m: KiB/MiB (default 64)\n"
             "  -d  seconds measured (default 5)      -w  seconds of warm-up (default 1)\n"
+            "  -n  stop after this many requests (or -d seconds, whichever first)\n"
             "  -r  reopen connections that close     -S  random seed (default: from the clock)\n");
     exit(2);
 }
@@ -666,7 +672,7 @@ static void parse_args(int argc, char **argv)
     o->seed = now_ns() ^ ((uint64_t)getpid() << 32);
     int opt;
     char *end;
-    while ((opt = getopt(argc, argv, "H:p:c:s:d:w:rS:h")) != -1) {
+    while ((opt = getopt(argc, argv, "H:p:c:s:d:w:n:rS:h")) != -1) {
         switch (opt) {
         case 'H': o->host = optarg; break;
         case 'p': o->port = optarg; break;
@@ -691,6 +697,11 @@ static void parse_args(int argc, char **argv)
             o->warmup = parse_seconds(optarg);
             if (!(o->warmup >= 0 && o->warmup < 1e6))
                 usage("-w: warm-up must be >= 0 seconds");
+            break;
+        case 'n':
+            o->max_requests = strtoull(optarg, &end, 10);
+            if (*end || o->max_requests == 0)
+                usage("-n: requests must be a positive integer");
             break;
         case 'r': o->reconnect = 1; break;
         case 'S':
