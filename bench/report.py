@@ -75,6 +75,11 @@ def fmt_ns(ns: float) -> str:
     return f"{ns:.0f} ns"
 
 
+def fmt_ratio(r: float) -> str:
+    """Two decimals, or two significant digits for the very small ones."""
+    return f"{r:.2f}" if r >= 0.1 else f"{r:.2g}"
+
+
 def ratios(table: dict[str, dict[str, float]]) -> list[tuple[str, str, str, float]]:
     """(group, fastco implementation, peer, fastco time / peer time)."""
     out = []
@@ -114,7 +119,7 @@ def markdown(table: dict[str, dict[str, float]], c_bench: str, info: str) -> str
     lines += ["", "fastco's time divided by the peer's, same run (below 1: fastco is faster):",
               "", "| benchmark | fastco backend | peer | ratio |", "|---|---|---|---|"]
     for group, impl, peer, r in ratios(table):
-        lines.append(f"| {group} | {impl} | {peer} | **{r:.2f}** |")
+        lines.append(f"| {group} | {impl} | {peer} | **{fmt_ratio(r)}** |")
     if c_bench:
         lines += ["", "C microbenchmark (`make -C csrc bench`), one context switch:", "",
                   "```", c_bench.strip(), "```"]
@@ -144,7 +149,7 @@ def chart(table: dict[str, dict[str, float]], path: Path) -> bool:
     ax.set_xlabel("fastco time / peer time (log scale; < 1: fastco faster)")
     ax.invert_yaxis()
     for y, v in enumerate(values):
-        ax.text(v, y, f" {v:.2f}", va="center", fontsize=7)
+        ax.text(v, y, f" {fmt_ratio(v)}", va="center", fontsize=7)
     ax.set_title("fastco against its peers, same run")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
