@@ -79,35 +79,30 @@ def test_create_run_finish(benchmark, glet) -> None:
     benchmark(loop)
 
 
-def test_cffi_call_vs_native_call(benchmark) -> None:
-    """The raw cost of a cffi call (it releases and retakes the GIL), for
-    comparison with a switch: why the switch path is a native type."""
+def bench_calls(benchmark, impl: str, fn) -> None:
+    """Time OPS calls of fn() with no argument, as group call-cost."""
     benchmark.group = "call-cost"
     benchmark.extra_info["ops"] = OPS
-    benchmark.extra_info["impl"] = "cffi call"
-    backend_get = lib.fastco_backend_get
+    benchmark.extra_info["impl"] = impl
 
     def loop():
         for _ in range(OPS):
-            backend_get()
+            fn()
 
     benchmark(loop)
+
+
+def test_cffi_call_vs_native_call(benchmark) -> None:
+    """The raw cost of a cffi call (it releases and retakes the GIL), for
+    comparison with a switch: why the switch path is a native type."""
+    bench_calls(benchmark, "cffi call", lib.fastco_backend_get)
 
 
 def test_native_call(benchmark) -> None:
     """A native METH_NOARGS call (fastco.getcurrent), same loop."""
     import fastco
 
-    benchmark.group = "call-cost"
-    benchmark.extra_info["ops"] = OPS
-    benchmark.extra_info["impl"] = "native call"
-    getcurrent = fastco.getcurrent
-
-    def loop():
-        for _ in range(OPS):
-            getcurrent()
-
-    benchmark(loop)
+    bench_calls(benchmark, "native call", fastco.getcurrent)
 
 
 def test_four_threads_pingpong(benchmark, glet) -> None:

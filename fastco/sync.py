@@ -42,6 +42,25 @@ def _remove(waiters: deque[Any], item: Any) -> None:
         pass
 
 
+def _wait_queued(waiters: deque[Any], entry: Any, timeout: float | None,
+                 on_drop: Any = None) -> Any:
+    """Queue ``entry`` (the current greenlet, or a record naming it) in
+    ``waiters`` and suspend until a wake-up: its value, or TIMEOUT.  The
+    entry leaves the queue if the wait ends otherwise than by a wake-up (a
+    timeout, or an exception thrown in); ``on_drop`` is the hub's hand-back
+    for a wake-up that came too late (see Hub.wait)."""
+    cur = getcurrent()
+    waiters.append(entry)
+    try:
+        value = get_hub().wait(cur, timeout, on_drop)
+    except BaseException:
+        _remove(waiters, entry)
+        raise
+    if value is TIMEOUT:
+        _remove(waiters, entry)
+    return value
+
+
 class Event:
     """A flag that tasks can wait for: ``set()``, ``clear()``, ``is_set()``, ``wait()``."""
 
@@ -76,16 +95,7 @@ class Event:
         if self._flag:
             return True
         _check_timeout(timeout)
-        hub = get_hub()
-        cur = getcurrent()
-        self._waiters.append(cur)
-        try:
-            value = hub.wait(cur, timeout)
-        except BaseException:
-            _remove(self._waiters, cur)
-            raise
-        if value is TIMEOUT:
-            _remove(self._waiters, cur)
+        if _wait_queued(self._waiters, getcurrent(), timeout) is TIMEOUT:
             return self._flag
         return True
 
@@ -212,18 +222,9 @@ class Queue:
             return
         if not block:
             raise Full
-        hub = get_hub()
-        cur = getcurrent()
-        entry = [cur, item]
-        self._putters.append(entry)
-        try:
-            value = hub.wait(cur, timeout)
-        except BaseException:
-            _remove(self._putters, entry)
-            # If a getter took the item already, it is in the queue: keep it.
-            raise
-        if value is TIMEOUT:
-            _remove(self._putters, entry)
+        # If a getter takes the item and we are then killed, it is in the
+        # queue already: it stays.
+        if _wait_queued(self._putters, [getcurrent(), item], timeout) is TIMEOUT:
             raise Full
 
     def put_nowait(self, item: Any) -> None:
@@ -246,16 +247,8 @@ class Queue:
             return item
         if not block:
             raise Empty
-        hub = get_hub()
-        cur = getcurrent()
-        self._getters.append(cur)
-        try:
-            value = hub.wait(cur, timeout, self._give_back)
-        except BaseException:
-            _remove(self._getters, cur)
-            raise
+        value = _wait_queued(self._getters, getcurrent(), timeout, self._give_back)
         if value is TIMEOUT:
-            _remove(self._getters, cur)
             raise Empty
         return value
 
@@ -323,18 +316,7 @@ class Semaphore:
         if not blocking:
             return False
         _check_timeout(timeout)
-        hub = get_hub()
-        cur = getcurrent()
-        self._waiters.append(cur)
-        try:
-            value = hub.wait(cur, timeout, self._regive)
-        except BaseException:
-            _remove(self._waiters, cur)
-            raise
-        if value is TIMEOUT:
-            _remove(self._waiters, cur)
-            return False
-        return True
+        return _wait_queued(self._waiters, getcurrent(), timeout, self._regive) is not TIMEOUT
 
     def _regive(self, _value: object) -> None:
         # A waiter was handed a permit but was killed before it ran.

@@ -318,11 +318,30 @@ static int drain_threadsafe(FhCore *core)
     return 0;
 }
 
+/* Switches to waiter g (a reference taken from its fd slot, consumed) with
+ * the event mask, made once per dispatch in *value.  Returns 0 or -1 with
+ * an exception the loop must not swallow. */
+static int wake(FhCore *core, PyObject *g, PyObject **value, unsigned int ev)
+{
+    PyObject *r;
+    if (*value == NULL)
+        *value = PyLong_FromUnsignedLong(ev);
+    r = *value != NULL ? fh_switch(g, *value) : NULL;
+    if (r == NULL && fh_report(core, g) < 0) {
+        Py_DECREF(g);
+        return -1;
+    }
+    Py_XDECREF(r);
+    Py_DECREF(g);
+    return 0;
+}
+
 /* Resumes the waiters of fd for the events `ev`.  Returns 0 or -1 with an
  * exception the loop must not swallow. */
 static int dispatch(FhCore *core, int fd, unsigned int ev)
 {
-    PyObject *g, *r, *value;
+    PyObject *g, *value = NULL;
+    int rc = 0;
     if (fd == core->wake_fd)
         return drain_threadsafe(core);
     if (fd < 0 || fd >= core->nfds || !core->fds[fd].known)
@@ -334,36 +353,18 @@ static int dispatch(FhCore *core, int fd, unsigned int ev)
         core->fds[fd].wready = 1;
     if (ev & (EPOLLRDHUP | EPOLLHUP | EPOLLERR | FH_NVAL))
         core->fds[fd].hup = 1;
-    value = NULL;
     if ((ev & FH_READ_WAKE) && (g = core->fds[fd].reader) != NULL) {
         core->fds[fd].reader = NULL;
-        value = PyLong_FromUnsignedLong(ev);
-        r = value != NULL ? fh_switch(g, value) : NULL;
-        if (r == NULL && fh_report(core, g) < 0) {
-            Py_DECREF(g);
-            Py_XDECREF(value);
-            return -1;
-        }
-        Py_XDECREF(r);
-        Py_DECREF(g);
+        rc = wake(core, g, &value, ev);
     }
     /* The reader may have closed fd, or grown the table: look again. */
-    if ((ev & FH_WRITE_WAKE) && fd < core->nfds && core->fds[fd].known
+    if (rc == 0 && (ev & FH_WRITE_WAKE) && fd < core->nfds && core->fds[fd].known
         && (g = core->fds[fd].writer) != NULL) {
         core->fds[fd].writer = NULL;
-        if (value == NULL)
-            value = PyLong_FromUnsignedLong(ev);
-        r = value != NULL ? fh_switch(g, value) : NULL;
-        if (r == NULL && fh_report(core, g) < 0) {
-            Py_DECREF(g);
-            Py_XDECREF(value);
-            return -1;
-        }
-        Py_XDECREF(r);
-        Py_DECREF(g);
+        rc = wake(core, g, &value, ev);
     }
     Py_XDECREF(value);
-    return 0;
+    return rc;
 }
 
 /* Waits for fd events (timeout < 0: forever) and dispatches them. */
