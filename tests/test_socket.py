@@ -251,6 +251,39 @@ def test_udp_sendto_recvfrom() -> None:
         assert data == b"dgram" and addr[1] == s.getsockname()[1]
 
 
+
+def test_datagram_calls_wait_cooperatively_and_time_out() -> None:
+    """recvfrom_into, recvmsg, recvmsg_into and sendmsg block only their
+    task, honour the timeout, and raise at once on a non-blocking socket."""
+    a, b = cosocket.socketpair(cosocket.AF_UNIX, cosocket.SOCK_DGRAM)
+    with a, b:
+        buf = bytearray(16)
+        cases = [
+            (lambda: (b.recvfrom_into(buf)[0], bytes(buf[:5])), b"first", (5, b"first")),
+            (lambda: b.recvmsg(100)[0], b"again", b"again"),
+            (lambda: (b.recvmsg_into([buf])[0], bytes(buf[:5])), b"third", (5, b"third")),
+        ]
+        for call, payload, want in cases:
+            reader = fastco.spawn(call)
+            fastco.sleep(0.01)
+            assert not reader.ready()   # waiting, and the loop goes on
+            a.sendmsg([payload])
+            assert reader.get(timeout=2) == want
+
+        b.settimeout(0.02)
+        with pytest.raises(TimeoutError):
+            b.recvmsg(100)
+        b.setblocking(False)
+        with pytest.raises(BlockingIOError):
+            b.recvmsg_into([buf])
+        with pytest.raises(BlockingIOError):
+            b.recvfrom_into(buf)
+
+        a.settimeout(0.02)   # nobody reads: the queue fills, then sendmsg times out
+        with pytest.raises(TimeoutError):
+            for _ in range(100_000):
+                a.sendmsg([b"x" * 1000])
+
 def test_dup_detach_and_sendfile(tmp_path) -> None:
     a, b = cosocket.socketpair()
     d = a.dup()
