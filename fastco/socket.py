@@ -26,11 +26,12 @@ import errno as _errno
 import itertools as _itertools
 import os as _os
 import socket as _std
+from collections.abc import Callable
 
 # Everything the stdlib module exports, then ours on top.
 from socket import *  # noqa: F403
 from time import monotonic as _monotonic
-from typing import Any
+from typing import Any, TypeVar
 
 from fastco._native import sock_install as _sock_install
 from fastco._threadpool import run_in_thread as _run_in_thread
@@ -43,6 +44,7 @@ __all__ = list(_std.__all__)
 
 _ss = _std.socket        # the stdlib class (a Python subclass of the C type)
 _cs = _socket.socket     # the C type
+_T = TypeVar("_T")
 
 # Originals, captured before any monkey patching.
 _std_getaddrinfo = _std.getaddrinfo
@@ -141,6 +143,20 @@ class socket(_ss):
         _get_hub().wait_fd(_cs_fileno(self), event, remaining, self._serial)
         return deadline
 
+    def _retry(self, event: int, call: Callable[..., _T], *args: Any) -> _T:
+        """``call(self, *args)``, a non-blocking call of the C socket, made
+        again each time the fd is ready for ``event`` until it does not raise
+        BlockingIOError: a blocking call that blocks only this greenlet, up
+        to the socket's timeout (a non-blocking socket raises at once)."""
+        deadline = None
+        while True:
+            try:
+                return call(self, *args)
+            except BlockingIOError:
+                if self._timeout == 0.0:
+                    raise
+            deadline = self._wait(event, deadline)
+
     # -- receiving -----------------------------------------------------
 
     # recv, recv_into, send and sendall are the hot calls: they are done in C
@@ -148,70 +164,28 @@ class socket(_ss):
     # EAGAIN without raising and runs no Python frame.
 
     def recvfrom(self, bufsize: int, flags: int = 0) -> tuple[bytes, Any]:
-        deadline = None
-        while True:
-            try:
-                return _cs_recvfrom(self, bufsize, flags)
-            except BlockingIOError:
-                if self._timeout == 0.0:
-                    raise
-            deadline = self._wait(_READ, deadline)
+        return self._retry(_READ, _cs_recvfrom, bufsize, flags)
 
     def recvfrom_into(self, buffer: Any, nbytes: int = 0, flags: int = 0) -> tuple[int, Any]:
-        deadline = None
-        while True:
-            try:
-                return _cs_recvfrom_into(self, buffer, nbytes, flags)
-            except BlockingIOError:
-                if self._timeout == 0.0:
-                    raise
-            deadline = self._wait(_READ, deadline)
+        return self._retry(_READ, _cs_recvfrom_into, buffer, nbytes, flags)
 
     if hasattr(_cs, "recvmsg"):
         def recvmsg(self, *args: Any) -> Any:
-            deadline = None
-            while True:
-                try:
-                    return _cs.recvmsg(self, *args)
-                except BlockingIOError:
-                    if self._timeout == 0.0:
-                        raise
-                deadline = self._wait(_READ, deadline)
+            return self._retry(_READ, _cs.recvmsg, *args)
 
         def recvmsg_into(self, *args: Any) -> Any:
-            deadline = None
-            while True:
-                try:
-                    return _cs.recvmsg_into(self, *args)
-                except BlockingIOError:
-                    if self._timeout == 0.0:
-                        raise
-                deadline = self._wait(_READ, deadline)
+            return self._retry(_READ, _cs.recvmsg_into, *args)
 
     # -- sending -------------------------------------------------------
 
     def sendto(self, data: Any, *args: Any) -> int:
         # sendto(data, address) or sendto(data, flags, address)
         args = (*args[:-1], self._resolve(args[-1])) if args else args
-        deadline = None
-        while True:
-            try:
-                return _cs_sendto(self, data, *args)
-            except BlockingIOError:
-                if self._timeout == 0.0:
-                    raise
-            deadline = self._wait(_WRITE, deadline)
+        return self._retry(_WRITE, _cs_sendto, data, *args)
 
     if hasattr(_cs, "sendmsg"):
         def sendmsg(self, *args: Any) -> int:
-            deadline = None
-            while True:
-                try:
-                    return _cs.sendmsg(self, *args)
-                except BlockingIOError:
-                    if self._timeout == 0.0:
-                        raise
-                deadline = self._wait(_WRITE, deadline)
+            return self._retry(_WRITE, _cs.sendmsg, *args)
 
     def sendfile(self, file: Any, offset: int = 0, count: int | None = None) -> int:
         """Send a file with send() (cooperatively); returns the bytes sent."""
@@ -226,15 +200,7 @@ class socket(_ss):
             # accept4 in C, non-blocking and close-on-exec at once.
             fd, addr = self._accept_nonblocking()
         else:
-            deadline = None
-            while True:
-                try:
-                    fd, addr = _cs_accept(self)
-                    break
-                except BlockingIOError:
-                    if self._timeout == 0.0:
-                        raise
-                deadline = self._wait(_READ, deadline)
+            fd, addr = self._retry(_READ, _cs_accept)
         sock = socket(family, _cs_type(self), _cs_proto(self), fileno=fd)
         return sock, addr
 
