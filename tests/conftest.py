@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from types import FrameType
 
 import pytest
 
@@ -23,6 +24,15 @@ def rss():
 def fds():
     return len(os.listdir("/proc/self/fd"))
 """
+
+
+def frame_chain(frame: FrameType | None) -> list[FrameType]:
+    """`frame` and the frames under it (its f_back chain), innermost first."""
+    frames = []
+    while frame is not None:
+        frames.append(frame)
+        frame = frame.f_back
+    return frames
 
 
 def run_python(*args: str, code: str | None = None, timeout: float = 120,

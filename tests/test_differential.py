@@ -37,6 +37,8 @@ from _diffkit import (  # noqa: E402
     settle,
 )
 
+from conftest import frame_chain  # noqa: E402
+
 GREENLET, FASTCO = load_impls()
 
 
@@ -461,12 +463,7 @@ def exception_traceback_starts_at_run(ns: NS, trace: Trace) -> None:
         trace.add("tb names", names[1:])
 
     def stack():
-        frame = sys._getframe()
-        names = []
-        while frame is not None:
-            names.append(frame.f_code.co_name)
-            frame = frame.f_back
-        return names
+        return [f.f_code.co_name for f in frame_chain(sys._getframe())]
 
     trace.call("stack in run", ns.greenlet(stack).switch)
     trace.call("extract_stack", ns.greenlet(
@@ -1242,12 +1239,8 @@ def gr_frame_names(ns: NS, trace: Trace) -> None:
         ns.park()
 
     def frames(g):
-        names = []
-        frame = g.gr_frame
-        while frame is not None:
-            names.append((frame.f_code.co_name, frame.f_lineno - frame.f_code.co_firstlineno))
-            frame = frame.f_back
-        return names
+        return [(f.f_code.co_name, f.f_lineno - f.f_code.co_firstlineno)
+                for f in frame_chain(g.gr_frame)]
 
     g = ns.named(ns.greenlet(run), "g")
     trace.add("new", g.gr_frame)
@@ -1284,11 +1277,7 @@ def frames_outlive_their_greenlet(ns: NS, trace: Trace) -> None:
             trace.add("inner finally", arg)
 
     def chain(frame):
-        out = []
-        while frame is not None:
-            out.append((frame.f_code.co_name, sorted(frame.f_locals)))
-            frame = frame.f_back
-        return out
+        return [(f.f_code.co_name, sorted(f.f_locals)) for f in frame_chain(frame)]
 
     g = ns.named(ns.greenlet(run), "g")
     g.switch()
@@ -1821,12 +1810,7 @@ def frames_across_c_calls(ns: NS, trace: Trace) -> None:
         return list(map(lambda x: ns.park(x), [1]))
 
     def names(g):
-        out = []
-        f = g.gr_frame
-        while f is not None:
-            out.append(f.f_code.co_name)
-            f = f.f_back
-        return out
+        return [f.f_code.co_name for f in frame_chain(g.gr_frame)]
 
     g = ns.greenlet(run)
     trace.call("start", g.switch)

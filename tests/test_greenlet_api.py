@@ -16,6 +16,7 @@ import weakref
 import pytest
 
 import fastco
+from conftest import frame_chain
 from fastco import GreenletExit, getcurrent, greenlet
 
 
@@ -319,12 +320,7 @@ def test_gr_frame_walks_to_run() -> None:
     g = greenlet(run)
     assert g.gr_frame is None
     g.switch()
-    names = []
-    frame = g.gr_frame
-    while frame is not None:
-        names.append(frame.f_code.co_name)
-        frame = frame.f_back
-    assert names == ["middle", "run"]
+    assert [f.f_code.co_name for f in frame_chain(g.gr_frame)] == ["middle", "run"]
     assert getcurrent().gr_frame is None
     g.switch()
     assert g.gr_frame is None

@@ -41,6 +41,8 @@ from _diffkit import Impl, describe, load_impls, name_of, set_name, settle  # no
 from hypothesis import HealthCheck, given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
+from conftest import frame_chain  # noqa: E402
+
 GREENLET, FASTCO = load_impls()
 
 SLOTS = 3
@@ -104,12 +106,7 @@ class Program:
 
     def frames(self, g: Any) -> list[str]:
         """The function names of a suspended greenlet's frames."""
-        names = []
-        frame = g.gr_frame
-        while frame is not None:
-            names.append(frame.f_code.co_name)
-            frame = frame.f_back
-        return names
+        return [f.f_code.co_name for f in frame_chain(g.gr_frame)]
 
     # -- the script
 
