@@ -15,6 +15,20 @@ from fastco._core import lib
 OPS = 10_000
 
 
+def started_partner(glet):
+    """A greenlet of `glet`, started, that switches back to the current one
+    (the thread's main greenlet) each time it is switched to."""
+    main = glet.getcurrent()
+
+    def partner():
+        while True:
+            main.switch()
+
+    g = glet.greenlet(partner)
+    g.switch()
+    return g
+
+
 def bench_pingpong(benchmark, g) -> None:
     """Time OPS round trips into `g`, a started greenlet that switches back
     to its parent each time; then kill it."""
@@ -32,15 +46,7 @@ def test_switch_pingpong(benchmark, glet) -> None:
     """Two coroutines switching back and forth: time per switch."""
     benchmark.group = "switch-pingpong"
     benchmark.extra_info["ops"] = 2 * OPS
-    main = glet.getcurrent()
-
-    def partner():
-        while True:
-            main.switch()
-
-    g = glet.greenlet(partner)
-    g.switch()
-    bench_pingpong(benchmark, g)
+    bench_pingpong(benchmark, started_partner(glet))
 
 
 @pytest.mark.parametrize("depth", [1, 50, 200])
@@ -114,14 +120,7 @@ def test_four_threads_pingpong(benchmark, glet) -> None:
     benchmark.extra_info["ops"] = 4 * 2 * OPS
 
     def body():
-        main = glet.getcurrent()
-
-        def partner():
-            while True:
-                main.switch()
-
-        g = glet.greenlet(partner)
-        g.switch()
+        g = started_partner(glet)
         sw = g.switch
         for _ in range(OPS):
             sw()
