@@ -5,6 +5,8 @@
  */
 #include "hubcore.h"
 
+#include <structmember.h>   /* T_PYSSIZET, T_ULONGLONG, T_DOUBLE, READONLY */
+
 #include <errno.h>
 #include <string.h>
 #include <sys/eventfd.h>
@@ -501,24 +503,6 @@ static PyObject *core_close(FhCore *self, PyObject *unused)
     Py_RETURN_NONE;
 }
 
-static PyObject *core_get_nready(FhCore *self, void *c)
-{
-    (void)c;
-    return PyLong_FromSsize_t(self->ring_len);
-}
-
-static PyObject *core_get_ntimers(FhCore *self, void *c)
-{
-    (void)c;
-    return PyLong_FromSsize_t(self->nheap);
-}
-
-static PyObject *core_get_nwait(FhCore *self, void *c)
-{
-    (void)c;
-    return PyLong_FromSsize_t(self->nwait);
-}
-
 static PyMethodDef core_methods[] = {
     {"run", (PyCFunction)core_run, METH_NOARGS,
      "run()\n--\n\nThe loop; returns only by raising (GreenletExit, KeyboardInterrupt...)."},
@@ -565,27 +549,16 @@ static PyMethodDef core_methods[] = {
     {NULL, NULL, 0, NULL}
 };
 
-static PyObject *core_get_bytes_received(FhCore *self, void *c)
-{
-    (void)c;
-    return PyLong_FromUnsignedLongLong(self->bytes_received);
-}
-
-static PyObject *core_get_bytes_sent(FhCore *self, void *c)
-{
-    (void)c;
-    return PyLong_FromUnsignedLongLong(self->bytes_sent);
-}
-
-static PyGetSetDef core_getsets[] = {
-    {"bytes_received", (getter)core_get_bytes_received, NULL,
-     "Bytes received by fastco sockets' recv/recv_into in this thread.", NULL},
-    {"bytes_sent", (getter)core_get_bytes_sent, NULL,
-     "Bytes sent by fastco sockets' send/sendall in this thread.", NULL},
-    {"nready", (getter)core_get_nready, NULL, "Ring entries waiting for the next turn.", NULL},
-    {"ntimers", (getter)core_get_ntimers, NULL, "Timers set.", NULL},
-    {"nwait", (getter)core_get_nwait, NULL, "Greenlets waiting on fds.", NULL},
-    {NULL, NULL, NULL, NULL, NULL}
+static PyMemberDef core_members[] = {
+    {"bytes_received", T_ULONGLONG, offsetof(FhCore, bytes_received), READONLY,
+     "Bytes received by fastco sockets' recv/recv_into in this thread."},
+    {"bytes_sent", T_ULONGLONG, offsetof(FhCore, bytes_sent), READONLY,
+     "Bytes sent by fastco sockets' send/sendall in this thread."},
+    {"nready", T_PYSSIZET, offsetof(FhCore, ring_len), READONLY,
+     "Ring entries waiting for the next turn."},
+    {"ntimers", T_PYSSIZET, offsetof(FhCore, nheap), READONLY, "Timers set."},
+    {"nwait", T_PYSSIZET, offsetof(FhCore, nwait), READONLY, "Greenlets waiting on fds."},
+    {NULL, 0, 0, 0, NULL}
 };
 
 /* HubCore(hub, handle_error, loop_exit, epoll_fd, poller) */
@@ -705,7 +678,7 @@ PyTypeObject FhCore_Type = {
     .tp_traverse = (traverseproc)core_traverse,
     .tp_clear = (inquiry)core_clear,
     .tp_methods = core_methods,
-    .tp_getset = core_getsets,
+    .tp_members = core_members,
     .tp_new = core_new,
 };
 
@@ -717,12 +690,6 @@ static PyObject *timer_get_pending(FhTimer *self, void *c)
 {
     (void)c;
     return PyBool_FromLong(self->index >= 0);
-}
-
-static PyObject *timer_get_when(FhTimer *self, void *c)
-{
-    (void)c;
-    return PyFloat_FromDouble(self->when);
 }
 
 static PyObject *timer_cancel_meth(FhTimer *self, PyObject *unused)
@@ -755,8 +722,12 @@ static void timer_dealloc(FhTimer *self)
 
 static PyGetSetDef timer_getsets[] = {
     {"pending", (getter)timer_get_pending, NULL, "True until it fires or is cancelled.", NULL},
-    {"when", (getter)timer_get_when, NULL, "Its deadline (monotonic seconds).", NULL},
     {NULL, NULL, NULL, NULL, NULL}
+};
+
+static PyMemberDef timer_members[] = {
+    {"when", T_DOUBLE, offsetof(FhTimer, when), READONLY, "Its deadline (monotonic seconds)."},
+    {NULL, 0, 0, 0, NULL}
 };
 
 static PyMethodDef timer_methods[] = {
@@ -775,6 +746,7 @@ PyTypeObject FhTimer_Type = {
     .tp_traverse = (traverseproc)timer_traverse,
     .tp_clear = (inquiry)timer_clear,
     .tp_getset = timer_getsets,
+    .tp_members = timer_members,
     .tp_methods = timer_methods,
 };
 
