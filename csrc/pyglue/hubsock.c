@@ -579,34 +579,33 @@ static PyObject *m_recv_into(PyObject *self, PyObject *const *args, Py_ssize_t n
     return do_recv_into(&c, vals[0], nbytes, flags);
 }
 
-/* send(data, flags=0) -> int */
-static PyObject *m_send(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+/* The arguments (data, flags=0) of send and sendall, then do_send. */
+static inline PyObject *send_method(PyObject *self, PyObject *const *args, Py_ssize_t nargs,
+                                    int all)
 {
     fh_call c;
     int flags = 0;
     if (nargs < 1 || nargs > 2) {
-        PyErr_Format(PyExc_TypeError, "send() takes 1 or 2 arguments (%zd given)", nargs);
+        PyErr_Format(PyExc_TypeError, "%s() takes 1 or 2 arguments (%zd given)",
+                     all ? "sendall" : "send", nargs);
         return NULL;
     }
     if ((nargs == 2 && arg_flags(args[1], &flags) < 0)
         || call_from_slots(&c, self) < 0)
         return NULL;
-    return do_send(&c, args[0], flags, 0);
+    return do_send(&c, args[0], flags, all);
+}
+
+/* send(data, flags=0) -> int */
+static PyObject *m_send(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    return send_method(self, args, nargs, 0);
 }
 
 /* sendall(data, flags=0) -> None */
 static PyObject *m_sendall(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
 {
-    fh_call c;
-    int flags = 0;
-    if (nargs < 1 || nargs > 2) {
-        PyErr_Format(PyExc_TypeError, "sendall() takes 1 or 2 arguments (%zd given)", nargs);
-        return NULL;
-    }
-    if ((nargs == 2 && arg_flags(args[1], &flags) < 0)
-        || call_from_slots(&c, self) < 0)
-        return NULL;
-    return do_send(&c, args[0], flags, 1);
+    return send_method(self, args, nargs, 1);
 }
 
 /* _accept_nonblocking() -> (fd, address) */
