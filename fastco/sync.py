@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from queue import Empty, Full
+from time import monotonic
 from types import TracebackType
 from typing import Any
 
@@ -466,9 +467,15 @@ class Pool:
             yield results.get().get()
 
     def join(self, timeout: float | None = None, raise_error: bool = False) -> bool:
-        """Wait until no task runs (or ``timeout``); returns True if none does."""
+        """Wait until no task runs (or ``timeout``); returns True if none does.
+        With ``raise_error``, the first task error is raised; the timeout
+        covers the whole call."""
         if raise_error:
+            _check_timeout(timeout)
+            deadline = None if timeout is None else monotonic() + timeout
             joinall(list(self._tasks), timeout, raise_error=True)
+            if deadline is not None:
+                timeout = max(0.0, deadline - monotonic())
         return self._empty.wait(timeout)
 
     def kill(self, exception: Any = GreenletExit, block: bool = True,

@@ -282,6 +282,18 @@ def test_pool_limits_concurrency() -> None:
     assert len(pool) == 0 and pool.free_count() == 3
 
 
+def test_pool_join_raise_error_timeout_covers_the_whole_call() -> None:
+    pool = Pool(2)
+    pool.spawn(fastco.sleep, 5)
+    start = time.monotonic()
+    assert pool.join(timeout=0.5, raise_error=True) is False
+    # joinall used to wait the timeout, then the pool's Event waited it again.
+    assert 0.5 <= time.monotonic() - start < 0.9
+    with pytest.raises(ValueError):
+        pool.join(timeout=-1, raise_error=True)
+    pool.kill(timeout=1)
+
+
 def test_pool_map_apply_imap_and_kill() -> None:
     pool = Pool(2)
     assert pool.map(lambda x: x + 1, range(5)) == [1, 2, 3, 4, 5]
