@@ -19,12 +19,16 @@
  *   0x80    x27, x28
  *   0x90    x29, x30   (frame pointer; link register = where to resume.
  *                       New context: 0, fastco_asm_trampoline)
- *   0xa0    (new context: 16 bytes of padding, top of the stack)
+ *   0xa0    FPCR, 8 bytes of padding (sp stays 16-byte aligned)
+ *   0xb0    (new context: 16 bytes of padding, top of the stack)
+ *
+ * Everything is saved below the caller's stack pointer: the word at the
+ * caller's sp is its own (usually its saved x29).
  */
 
 #if defined(__aarch64__) && defined(__ELF__)
 
-#define FRAME_SIZE 0xa0
+#define FRAME_SIZE 0xb0
 
         .text
 

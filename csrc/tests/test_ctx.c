@@ -6,6 +6,7 @@
  * and exits 1; the process exit status is what CI looks at.
  */
 #define _GNU_SOURCE
+#include "../ctx.h"   /* the asm backend's entry points, for test_switch_frame */
 #include "../fastco.h"
 
 #include <errno.h>
@@ -54,6 +55,75 @@ static void co_free(struct co *c)
     fastco_ctx_retire(&c->ctx);
     fastco_stack_put(&c->stack);
 }
+
+/* ---- a switch writes nothing above its caller's stack pointer ----------- */
+
+#if FASTCO_HAVE_ASM
+/* probe_switch(from_sp, to_sp) stores 0xbeef at its own [sp], calls
+ * fastco_asm_switch(from_sp, to_sp, 0) and, once resumed, returns the word
+ * at [sp].  The switch keeps what it saves below its caller's stack pointer:
+ * the word must be intact (the resumed side reading back its own clobbered
+ * word would not notice). */
+uintptr_t probe_switch(void **from_sp, void *to_sp);
+#if defined(__x86_64__)
+__asm__(".text\n"
+        ".globl probe_switch\n"
+        ".hidden probe_switch\n"
+        ".type probe_switch, @function\n"
+        "probe_switch:\n"
+        "    sub $24, %rsp\n"            /* 16-byte aligned at the call */
+        "    movq $0xbeef, (%rsp)\n"
+        "    xor %edx, %edx\n"
+        "    call fastco_asm_switch\n"
+        "    mov (%rsp), %rax\n"
+        "    add $24, %rsp\n"
+        "    ret\n"
+        ".size probe_switch, .-probe_switch\n");
+#elif defined(__aarch64__)
+__asm__(".text\n"
+        ".globl probe_switch\n"
+        ".hidden probe_switch\n"
+        ".type probe_switch, %function\n"
+        "probe_switch:\n"
+        "    stp x29, x30, [sp, #-16]!\n"
+        "    mov x29, sp\n"
+        "    sub sp, sp, #16\n"
+        "    mov x9, #0xbeef\n"
+        "    str x9, [sp]\n"
+        "    mov x2, #0\n"
+        "    bl fastco_asm_switch\n"
+        "    ldr x0, [sp]\n"
+        "    add sp, sp, #16\n"
+        "    ldp x29, x30, [sp], #16\n"
+        "    ret\n"
+        ".size probe_switch, .-probe_switch\n");
+#endif
+
+static void *probe_main_sp, *probe_co_sp;
+
+static void probe_entry(void *arg, void *value)
+{
+    (void)arg;
+    for (;;)
+        value = fastco_asm_switch(&probe_co_sp, probe_main_sp, value);
+}
+
+static void test_switch_frame(void)
+{
+    fastco_stack st;
+    if (fastco_backend_get() != FASTCO_BACKEND_ASM)
+        return;
+    CHECK(fastco_stack_get(&st, 0) == 0);
+    probe_co_sp = fastco_asm_make((char *)st.lo + st.size, probe_entry, NULL);
+    for (int i = 0; i < 3; i++)   /* into the new context, then resuming it */
+        CHECK(probe_switch(&probe_main_sp, probe_co_sp) == 0xbeef);
+    fastco_stack_put(&st);
+}
+#else
+static void test_switch_frame(void)
+{
+}
+#endif
 
 /* ---- ping-pong with values ---------------------------------------------- */
 
@@ -486,6 +556,7 @@ int main(void)
         }
         int before = failures;
         backend_name = fastco_backend_name(backends[i]);
+        test_switch_frame();
         test_pingpong();
         test_ring();
         test_nesting();
