@@ -13,6 +13,7 @@ import threading
 import pytest
 
 import fastco
+from conftest import run_python
 from fastco import GreenletExit, getcurrent, greenlet
 
 
@@ -215,3 +216,46 @@ def test_thread_exit_with_a_hub_and_waiting_tasks() -> None:
     gc.collect()
     assert sorted(log) == [0, 0, 0, 1, 1, 1, 2, 2, 2]
     assert in_use() == before
+
+
+CHILD_OF_A_PARENT_MOVED_AWAY = """
+import threading
+import fastco
+from fastco import greenlet
+
+ready, done = threading.Event(), threading.Event()
+other = {}
+
+def t2():
+    other["main"] = fastco.getcurrent()
+    ready.set()
+    done.wait(10)
+
+th = threading.Thread(target=t2)
+th.start()
+ready.wait(10)
+a = greenlet(lambda *args: "a ran")
+def b_run():
+    a.parent = other["main"]   # a has not started: it may move to thread 2
+    return "b"
+b = greenlet(b_run, parent=a)
+try:
+    print("result", b.switch())
+except fastco.error as exc:
+    print("error", exc)
+print("b dead", b.dead, "a started", bool(a) or a.dead)
+done.set()
+th.join(10)
+"""
+
+
+def test_finishing_child_of_a_parent_moved_to_another_thread() -> None:
+    """b finishes after its unstarted parent moved to another thread: the
+    outcome cannot go there (it used to start it on the wrong thread and
+    crash); this thread's main greenlet gets fastco.error instead."""
+    proc = run_python(code=CHILD_OF_A_PARENT_MOVED_AWAY, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines() == [
+        "error cannot switch to a different thread",
+        "b dead True a started False",
+    ]

@@ -401,11 +401,22 @@ static void g_finish(fc_thread *ts, FcGreenlet *self, PyObject *result)
     fc_pystate_finish(ts->tstate, own_chunk(self));
     /* The outcome goes to the first live ancestor; an ancestor that never
      * started starts now, with the outcome as its arguments, like greenlet.
-     * One that cannot start is passed over, with the reason as outcome. */
+     * One that cannot start, or that moved to another thread (an unstarted
+     * greenlet may, with a new parent), is passed over, with the reason as
+     * outcome.  Past the end of the chain, this thread's main greenlet gets
+     * it (greenlet aborts the process there). */
     for (FcGreenlet *candidate = self->parent;; candidate = target->parent) {
         target = live_target(candidate);
-        if (target == NULL)
-            Py_FatalError("fastco: a greenlet finished with no live parent");
+        if (target == NULL) {
+            target = ts->main;
+            break;
+        }
+        if (owner_or_error(target, ts) == NULL) {
+            fc_xfer_clear(&x);
+            x.kind = FC_XFER_EXC;
+            PyErr_Fetch(&x.a, &x.b, &x.c);
+            continue;
+        }
         if (target->state != FC_NEW)
             break;
         if (x.kind == FC_XFER_VALUE) {
