@@ -154,7 +154,7 @@ def test_throw_with_traceback() -> None:
     g = greenlet(run)
     g.switch()
     got = g.throw(RuntimeError, RuntimeError("again"), tb)
-    assert got is not None
+    assert got.tb_next is tb   # the given traceback, under the frame it was raised in
 
 
 def test_parent_validation() -> None:

@@ -171,9 +171,11 @@ def test_spawn_later_and_subclass_run() -> None:
     start = time.monotonic()
     t = fastco.spawn_later(0.02, lambda: time.monotonic())
     assert t.get() - start >= 0.02
-    cancelled = fastco.spawn_later(0.01, pytest.fail)
+    ran = []
+    cancelled = fastco.spawn_later(0.01, ran.append, 1)
     cancelled.kill()
     fastco.sleep(0.02)
+    assert ran == [] and cancelled.dead   # killed before its start: never ran
 
 
 def test_join_self_is_an_error() -> None:
