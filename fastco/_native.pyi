@@ -1,7 +1,7 @@
 """Type hints for fastco._native, the native part of fastco._core.
 
 Only the greenlet API is spelled out; the hub's native core (HubCore,
-HubTimer, sock_*, sleep, hub_setup) is internal, used by fastco.hub and
+HubTimer, sock_install, sleep, hub_setup) is internal, used by fastco.hub and
 fastco.socket.
 """
 

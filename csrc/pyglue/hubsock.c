@@ -166,19 +166,6 @@ static int call_from_slots(fh_call *c, PyObject *sock)
     return 0;
 }
 
-/* Fills c from the (timeout, owner) arguments of the module functions. */
-static int call_from_args(fh_call *c, PyObject *sock, PyObject *timeout, PyObject *owner)
-{
-    c->sock = sock;
-    c->core = fh_peek();
-    c->deadline = -1.0;
-    c->stream = 0;   /* no hints without the class's layout */
-    if (parse_timeout(timeout, &c->timeout) < 0)
-        return -1;
-    c->owner = PyLong_AsLongLong(owner);
-    return (c->owner == -1 && PyErr_Occurred()) ? -1 : 0;
-}
-
 /* The slot of fd if its readiness hints can be trusted for this call. */
 static fh_fd *trusted_slot(fh_call *c, int fd)
 {
@@ -687,86 +674,10 @@ static PyObject *sock_install(PyObject *module, PyObject *arg)
     Py_RETURN_NONE;
 }
 
-/* ------------------------------------------------------------------------
- * Module functions, for sockets of other classes:
- * sock_recv(sock, bufsize, flags, timeout, owner) and the like.
- */
-
-static PyObject *f_recv(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
-{
-    fh_call c;
-    Py_ssize_t size;
-    int flags;
-    (void)module;
-    if (nargs != 5) {
-        PyErr_SetString(PyExc_TypeError, "sock_recv(sock, bufsize, flags, timeout, owner)");
-        return NULL;
-    }
-    if (arg_ssize(args[1], &size) < 0 || arg_flags(args[2], &flags) < 0
-        || call_from_args(&c, args[0], args[3], args[4]) < 0)
-        return NULL;
-    return do_recv(&c, size, flags);
-}
-
-static PyObject *f_recv_into(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
-{
-    fh_call c;
-    Py_ssize_t nbytes;
-    int flags;
-    (void)module;
-    if (nargs != 6) {
-        PyErr_SetString(PyExc_TypeError,
-                        "sock_recv_into(sock, buffer, nbytes, flags, timeout, owner)");
-        return NULL;
-    }
-    if (arg_ssize(args[2], &nbytes) < 0 || arg_flags(args[3], &flags) < 0
-        || call_from_args(&c, args[0], args[4], args[5]) < 0)
-        return NULL;
-    return do_recv_into(&c, args[1], nbytes, flags);
-}
-
-static PyObject *f_send_common(PyObject *const *args, Py_ssize_t nargs, int all)
-{
-    fh_call c;
-    int flags;
-    if (nargs != 5) {
-        PyErr_Format(PyExc_TypeError, "%s(sock, data, flags, timeout, owner)",
-                     all ? "sock_sendall" : "sock_send");
-        return NULL;
-    }
-    if (arg_flags(args[2], &flags) < 0 || call_from_args(&c, args[0], args[3], args[4]) < 0)
-        return NULL;
-    return do_send(&c, args[1], flags, all);
-}
-
-static PyObject *f_send(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
-{
-    (void)module;
-    return f_send_common(args, nargs, 0);
-}
-
-static PyObject *f_sendall(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
-{
-    (void)module;
-    return f_send_common(args, nargs, 1);
-}
-
 PyMethodDef fh_sock_methods[] = {
     {"sock_install", (PyCFunction)sock_install, METH_O,
      "sock_install(cls)\n--\n\n"
      "Install recv, recv_into, send, sendall and _accept_nonblocking, in C, on cls\n"
      "(fastco.socket.socket: slots _timeout and _serial)."},
-    {"sock_recv", (PyCFunction)(void (*)(void))f_recv, METH_FASTCALL,
-     "sock_recv(sock, bufsize, flags, timeout, owner)\n--\n\n"
-     "recv on a non-blocking socket, waiting in the hub on EAGAIN."},
-    {"sock_recv_into", (PyCFunction)(void (*)(void))f_recv_into, METH_FASTCALL,
-     "sock_recv_into(sock, buffer, nbytes, flags, timeout, owner)\n--\n\n"
-     "recv_into on a non-blocking socket, waiting in the hub on EAGAIN."},
-    {"sock_send", (PyCFunction)(void (*)(void))f_send, METH_FASTCALL,
-     "sock_send(sock, data, flags, timeout, owner)\n--\n\n"
-     "send on a non-blocking socket, waiting in the hub on EAGAIN."},
-    {"sock_sendall", (PyCFunction)(void (*)(void))f_sendall, METH_FASTCALL,
-     "sock_sendall(sock, data, flags, timeout, owner)\n--\n\n"
-     "sendall on a non-blocking socket (the timeout covers the whole call)."},
     {NULL, NULL, 0, NULL}
 };
