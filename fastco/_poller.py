@@ -1,30 +1,19 @@
-"""The OS readiness selector behind the hub: one small interface, three backends.
-
-Every poller has ``register(fd, mask)``, ``modify(fd, mask)``,
-``unregister(fd)``, ``poll(timeout)`` and ``close()``.  Masks use the
-``select.POLL*`` bits (on Linux the ``EPOLL*`` bits have the same values), and
-``poll(timeout)`` takes seconds (``None``: wait forever) and returns a list of
-``(fd, mask)``.
+"""The OS readiness selector behind the hub: three backends.
 
 - ``EpollPoller`` (Linux, the default) is *edge-triggered*: the hub registers an
   fd once, for both directions, and keeps that registration while the fd lives.
   A coroutine waits only after its syscall failed with EAGAIN, and a new edge is
   reported for every change after that, so a wait costs no system call at all.
+  The hub's C core does all of it on the epoll fd (``epoll_ctl``/``epoll_wait``,
+  csrc/pyglue/hubfd.c, which says what it relies on); this class only owns
+  that fd.
 - ``PollPoller`` and ``SelectPoller`` ("the select loop") are *level-triggered*:
   the hub registers exactly the directions somebody waits for, and drops them
   when the wait ends, or a readable fd that nobody reads would spin the loop.
-
-Some facts about epoll that the hub relies on (see epoll(7)):
-
-- ``EPOLL_CTL_ADD`` and ``EPOLL_CTL_MOD`` check the fd's readiness at once: an
-  edge-triggered registration that is added (or modified) while the fd is
-  ready reports it at the next ``epoll_wait``.  The hub uses ``modify`` to
-  "re-arm" an fd whose state it does not know (public ``wait_read``, select).
-- A registration belongs to the open file description, not to the fd number:
-  it disappears when the last fd referring to it is closed.  So a closed fd is
-  unregistered by the socket layer *before* ``close``, and ``modify`` falling
-  back to ``register`` (ENOENT) recovers from fds closed behind the hub's back.
-- ``EPOLLERR`` and ``EPOLLHUP`` are always reported, whatever the mask.
+  The core calls their ``register(fd, mask)``, ``modify(fd, mask)``,
+  ``unregister(fd)`` and ``poll(timeout)``.  Masks use the ``select.POLL*``
+  bits, and ``poll(timeout)`` takes seconds (``None``: wait forever) and
+  returns a list of ``(fd, mask)``.
 
 The backend is picked once per hub: the ``poller`` argument of the hub, else
 the environment variable ``FASTCO_POLLER=epoll|poll|select``, else the best
@@ -48,39 +37,16 @@ ERR = _select_mod.POLLERR
 HUP = _select_mod.POLLHUP
 NVAL = _select_mod.POLLNVAL
 PRI = _select_mod.POLLPRI
-RDHUP = getattr(_select_mod, "EPOLLRDHUP", 0x2000)
-EDGE = getattr(_select_mod, "EPOLLET", 1 << 31)
-
-#: The bits that wake a reader, a writer.
-READ_WAKE = READ | PRI | ERR | HUP | NVAL | RDHUP
-WRITE_WAKE = WRITE | ERR | HUP | NVAL
 
 
 class EpollPoller:
-    """Edge-triggered epoll: one registration per fd, both directions."""
+    """Edge-triggered epoll: the epoll fd, which the hub's C core drives."""
 
     name = "epoll"
     edge = True
-    #: What the hub registers for every fd (both directions, edge-triggered).
-    FULL = READ | WRITE | RDHUP | EDGE
 
     def __init__(self) -> None:
         self._ep = _epoll()
-        self.register = self._ep.register
-        self.unregister = self._ep.unregister
-        ep_poll = self._ep.poll
-
-        def poll(timeout: float | None) -> list[tuple[int, int]]:
-            return ep_poll(-1 if timeout is None else timeout, 256)
-
-        self.poll = poll
-
-    def modify(self, fd: int, mask: int) -> None:
-        """Re-arm (re-check the readiness of) ``fd``; register it if epoll forgot it."""
-        try:
-            self._ep.modify(fd, mask)
-        except FileNotFoundError:
-            self._ep.register(fd, mask)
 
     def fileno(self) -> int:
         return self._ep.fileno()
@@ -94,7 +60,6 @@ class PollPoller:
 
     name = "poll"
     edge = False
-    FULL = 0
 
     def __init__(self) -> None:
         p = _poll()
@@ -124,7 +89,6 @@ class SelectPoller:
 
     name = "select"
     edge = False
-    FULL = 0
 
     def __init__(self) -> None:
         self._masks: dict[int, int] = {}
