@@ -334,9 +334,9 @@ class Supervisor:
         self.pending: list[tuple[float, int]] = []        # (restart time, index)
         self.restarts = 0
         self.quick_deaths: dict[int, int] = {}           # index -> deaths in a row
-        self.lost = 0
+        self.lost = 0                                    # workers that ended unreported
         self.totals = Totals()
-        self.reported = 0
+        self.reported: set[int] = set()                  # pids whose counts arrived
         self.ready: set[int] = set()                     # indexes that listen
         self.buffer = b""
         self.stopping = False
@@ -419,7 +419,8 @@ class Supervisor:
             for pid in self.workers:
                 _kill(pid, signal.SIGTERM)
         self._read_reports()
-        lost = f", {self.lost} worker(s) lost their counts" if self.lost else ""
+        lost = (f", {self.lost} worker(s) ended without reporting their counts"
+                if self.lost else "")
         _say(self.out, f"fastco echo: stopped after {time.monotonic() - started:.1f} s: "
                        f"{self.totals.line()}; {args.workers} workers, "
                        f"{self.restarts} restart(s){lost}")
@@ -442,7 +443,7 @@ class Supervisor:
                 status, totals = serve(self.args, reuse_port=True, announce=False,
                                        label=f" [worker {index}]", out=self.out,
                                        on_listening=ready, parent_fd=self.alive_r)
-                report = json.dumps({"worker": index, **totals.values}) + "\n"
+                report = json.dumps({"pid": os.getpid(), **totals.values}) + "\n"
                 os.write(self.wpipe, report.encode())
             except BaseException:  # noqa: BLE001 - a worker must never return to the parent
                 import traceback
@@ -469,7 +470,11 @@ class Supervisor:
             if pid not in self.workers:
                 continue
             index, began = self.workers.pop(pid)
-            self._read_reports()
+            self._read_reports()   # a worker writes its counts before it exits
+            if pid in self.reported:
+                self.reported.discard(pid)
+            else:
+                self.lost += 1
             code = os.waitstatus_to_exitcode(status)
             if self.stopping and code == 0:
                 continue
@@ -489,7 +494,6 @@ class Supervisor:
                 for other in self.workers:
                     _kill(other, signal.SIGTERM)
                 continue
-            self.lost += 1
             self.restarts += 1
             # A worker that keeps dying young is in a crash loop: restart it
             # at once the first time, then after 1, 2, 4... up to 30 s.
@@ -521,9 +525,8 @@ class Supervisor:
             if "ready" in values:
                 self.ready.add(values["ready"])
                 continue
-            values.pop("worker", None)
+            self.reported.add(values.pop("pid"))
             self.totals = self.totals + Totals(**values)
-            self.reported += 1
 
 
 def _kill(pid: int, signum: int) -> None:

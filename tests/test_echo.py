@@ -247,6 +247,8 @@ def test_workers_share_the_port_and_a_dead_worker_is_restarted() -> None:
         status, out, err = e.finish()
     assert status == 0, err
     assert "1 restart(s)" in out and "2 workers" in out
+    # The killed worker's counts are gone; the other three reported theirs.
+    assert "1 worker(s) ended without reporting their counts" in out
     for pid in now:                               # no worker left behind
         assert not os.path.exists(f"/proc/{pid}") or \
             open(f"/proc/{pid}/stat").read().split()[2] == "Z"
