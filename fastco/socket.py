@@ -65,7 +65,6 @@ _cs_connect = _cs.connect
 _cs_connect_ex = _cs.connect_ex
 _cs_settimeout = _cs.settimeout
 _cs_close = _cs.close
-_cs_detach = _cs.detach
 _cs_fileno = _cs.fileno
 _cs_family = _cs.family.__get__
 _cs_type = _cs.type.__get__

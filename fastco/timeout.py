@@ -10,7 +10,7 @@ from types import TracebackType
 from typing import Any
 
 from fastco._greenlet import getcurrent, greenlet
-from fastco.hub import Hub, get_hub
+from fastco.hub import _check_timeout, get_hub
 
 __all__ = ["Timeout", "with_timeout"]
 
@@ -29,12 +29,10 @@ class Timeout(BaseException):
     def __init__(self, seconds: float | None = None,
                  exception: type[BaseException] | BaseException | bool | None = None) -> None:
         super().__init__(seconds)
-        if seconds is not None and not seconds >= 0:
-            raise ValueError(f"timeout must be None or a non-negative number, not {seconds!r}")
+        _check_timeout(seconds)
         self.seconds = seconds
         self.exception = exception
         self._timer: Any = None  # the hub's timer (HubTimer) while started
-        self._hub: Hub | None = None
         self._greenlet: greenlet | None = None
 
     @classmethod
@@ -61,7 +59,7 @@ class Timeout(BaseException):
             raise RuntimeError("this Timeout is already started")
         if self.seconds is None:
             return
-        hub = self._hub = get_hub()
+        hub = get_hub()
         cur = self._greenlet = getcurrent()
         if cur is hub:
             raise RuntimeError("a Timeout cannot be started in the hub")
