@@ -262,16 +262,21 @@ class Task(greenlet):
         """Raise ``exception`` in the task (wherever it waits); with ``block``,
         wait up to ``timeout`` seconds for it to finish.  A task that has not
         started never runs.  Killing a finished task does nothing."""
+        if getcurrent() is self:
+            raise exception
+        self._kill_nowait(exception)
+        if block:
+            self.join(timeout)
+
+    def _kill_nowait(self, exception: Any) -> None:
+        """Cancel the task if it has not started, else have the hub raise
+        ``exception`` in it; nothing if it finished."""
         if self.ready():
             return
         if self._state < _STARTED:
             self._cancel_start((exception,))
-            return
-        if getcurrent() is self:
-            raise exception
-        self._hub.run_callback(_kill_in_hub, self, exception)
-        if block:
-            self.join(timeout)
+        else:
+            self._hub.run_callback(_kill_in_hub, self, exception)
 
 
 class _SpawnedLink:
@@ -353,9 +358,7 @@ def joinall(tasks: Iterable[Task], timeout: float | None = None,
     tasks = list(tasks)
     waiting = [t for t in tasks if not t.ready()]
     if raise_error:
-        for t in tasks:
-            if t.ready() and t._exc is not None:
-                raise t._exc
+        _raise_first_error(tasks)
     need = len(waiting) if count is None else count - (len(tasks) - len(waiting))
     if need > 0 and waiting:
         hub = get_hub()
@@ -370,10 +373,15 @@ def joinall(tasks: Iterable[Task], timeout: float | None = None,
                 if not t.ready():
                     t.unlink(down)
         if raise_error:
-            for t in tasks:
-                if t.ready() and t._exc is not None:
-                    raise t._exc
+            _raise_first_error(tasks)
     return [t for t in tasks if t.ready()]
+
+
+def _raise_first_error(tasks: list[Task]) -> None:
+    """Raise the exception of the first of ``tasks`` that finished with one."""
+    for t in tasks:
+        if t.ready() and t._exc is not None:
+            raise t._exc
 
 
 def killall(tasks: Iterable[Task], exception: Any = GreenletExit, block: bool = True,
@@ -382,11 +390,7 @@ def killall(tasks: Iterable[Task], exception: Any = GreenletExit, block: bool = 
     ``timeout`` seconds for them to finish."""
     tasks = list(tasks)
     for t in tasks:
-        if not t.ready():
-            if t._state < _STARTED:
-                t._cancel_start((exception,))
-            else:
-                t._hub.run_callback(_kill_in_hub, t, exception)
+        t._kill_nowait(exception)
     if block:
         joinall(tasks, timeout)
 
