@@ -75,6 +75,18 @@ def _wait(masks: dict[int, int], deadline: float | None) -> bool:
     return get_hub().wait_fds(rfds, wfds, remaining) is not TIMEOUT
 
 
+def _poll_until(masks: dict[int, int], timeout: float | None) -> list[tuple[int, int]]:
+    """The (fd, events) of ``masks`` that are ready, waiting in the hub for
+    some up to ``timeout`` seconds (None: forever, 0: not at all)."""
+    deadline = None if timeout is None else monotonic() + timeout
+    while True:
+        events = _poll_now(masks)
+        if events or timeout == 0:
+            return events
+        if not _wait(masks, deadline):
+            return _poll_now(masks)
+
+
 def select(rlist: Any, wlist: Any, xlist: Any, timeout: float | None = None,
            ) -> tuple[list[Any], list[Any], list[Any]]:
     """select.select that blocks only the current greenlet."""
@@ -91,14 +103,7 @@ def select(rlist: Any, wlist: Any, xlist: Any, timeout: float | None = None,
         for obj in objs:
             fd = _fd(obj)
             masks[fd] = masks.get(fd, 0) | bit
-    deadline = None if timeout is None else monotonic() + timeout
-    while True:
-        events = dict(_poll_now(masks))
-        if events or timeout == 0:
-            break
-        if not _wait(masks, deadline):
-            events = dict(_poll_now(masks))
-            break
+    events = dict(_poll_until(masks, timeout))
     if any(ev & NVAL for ev in events.values()):
         raise OSError(errno.EBADF, "Bad file descriptor")
     r = [o for o in rlist if events.get(_fd(o), 0) & _READABLE]
@@ -131,14 +136,7 @@ class poll:  # noqa: N801 - the stdlib's name
             timeout = float(timeout)
             if timeout < 0:
                 timeout = None
-        deadline = None if timeout is None else monotonic() + timeout / 1000.0
-        masks = self._masks
-        while True:
-            events = _poll_now(masks)
-            if events or timeout == 0:
-                return events
-            if not _wait(masks, deadline):
-                return _poll_now(masks)
+        return _poll_until(self._masks, None if timeout is None else timeout / 1000.0)
 
 
 class FastcoSelector(_selectors._BaseSelectorImpl):  # type: ignore[name-defined]
@@ -151,16 +149,8 @@ class FastcoSelector(_selectors._BaseSelectorImpl):  # type: ignore[name-defined
                          | (POLLOUT if key.events & _selectors.EVENT_WRITE else 0))
         if timeout is not None:
             timeout = max(float(timeout), 0.0)
-        deadline = None if timeout is None else monotonic() + timeout
-        while True:
-            events = _poll_now(masks)
-            if events or timeout == 0:
-                break
-            if not _wait(masks, deadline):
-                events = _poll_now(masks)
-                break
         ready = []
-        for fd, ev in events:
+        for fd, ev in _poll_until(masks, timeout):
             key = self._fd_to_key.get(fd)
             if key is None:
                 continue
