@@ -135,7 +135,7 @@ class StreamServer:
         if isinstance(listener, tuple):
             self._address = listener
         elif isinstance(listener, _cosocket._ss):
-            self._listener = _take_over(listener)
+            self._listener = _cosocket._adopt(listener)
         else:
             raise TypeError(f"listener must be a socket or a (host, port) tuple, "
                             f"not {type(listener).__name__}")
@@ -357,9 +357,3 @@ def _set_linger_zero(sock: _cosocket.socket) -> None:
         pass
 
 
-def _take_over(sock: Any) -> _cosocket.socket:
-    """A fastco socket for ``sock`` (a stdlib socket is detached into one)."""
-    if isinstance(sock, _cosocket.socket):
-        return sock
-    family, type_, proto = sock.family, sock.type, sock.proto
-    return _cosocket.socket(family, type_, proto, fileno=sock.detach())

@@ -283,12 +283,19 @@ _sock_install(socket)
 SocketType = _socket.socket
 
 
+def _adopt(sock: _std.socket) -> socket:
+    """A cooperative socket for ``sock``: itself if it is one, else its fd,
+    detached from it."""
+    if isinstance(sock, socket):
+        return sock
+    return socket(sock.family, sock.type, sock.proto, sock.detach())
+
+
 def socketpair(family: int | None = None, type: int = _std.SOCK_STREAM,
                proto: int = 0) -> tuple[socket, socket]:
     """A pair of connected cooperative sockets (AF_UNIX by default)."""
     a, b = _std_socketpair(_std.AF_UNIX if family is None else family, type, proto)
-    return (socket(a.family, a.type, a.proto, a.detach()),
-            socket(b.family, b.type, b.proto, b.detach()))
+    return _adopt(a), _adopt(b)
 
 
 def fromfd(fd: int, family: int, type: int, proto: int = 0) -> socket:
@@ -298,8 +305,7 @@ def fromfd(fd: int, family: int, type: int, proto: int = 0) -> socket:
 
 def create_server(address: Any, **kwargs: Any) -> socket:
     """A listening cooperative socket (arguments as the stdlib's create_server)."""
-    sock = _std_create_server(address, **kwargs)
-    return socket(sock.family, sock.type, sock.proto, sock.detach())
+    return _adopt(_std_create_server(address, **kwargs))
 
 
 def create_connection(address: tuple[str, int], timeout: Any = _GLOBAL_DEFAULT_TIMEOUT,
