@@ -52,7 +52,7 @@ void fastco_uc_make(fastco_ctx *ctx, void *lo, size_t size,
         abort();
     }
     uc->uc_stack.ss_sp = lo;
-    uc->uc_stack.ss_size = (rec & ~(uintptr_t)15) - (uintptr_t)lo;
+    uc->uc_stack.ss_size = rec - (uintptr_t)lo;   /* rec is 16-byte aligned */
     uc->uc_link = NULL;
     makecontext(uc, (void (*)(void))uc_trampoline, 2,
                 (unsigned int)(uintptr_t)s,

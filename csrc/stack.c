@@ -67,7 +67,6 @@ struct pool {
     struct pool *next;            /* next pool, in creation order */
     size_t slot_size;             /* guard page + usable size */
     struct hot_node *hot;         /* resident cached stacks, LIFO */
-    size_t nhot;
     char **cold;                  /* slot addresses of cold cached stacks */
     size_t ncold, cold_cap;
     char *carve, *carve_end;      /* the newest arena's uncarved part */
@@ -226,7 +225,6 @@ static int take_slot(struct pool *p, char **slot)
     if (p->hot != NULL) {
         struct hot_node *n = p->hot;
         p->hot = n->next;
-        p->nhot--;
         stats.hot--;
         *slot = slot_of(n, p->slot_size);
         return 0;
@@ -307,7 +305,6 @@ static void push_hot(struct pool *p, char *slot)
     struct hot_node *n = node_of(slot, p->slot_size);
     n->next = p->hot;
     p->hot = n;
-    p->nhot++;
     stats.hot++;
 }
 
@@ -355,7 +352,6 @@ static void cool_down(size_t keep)
             if (reserve_cold(p) != 0)
                 return;
             p->hot = n->next;
-            p->nhot--;
             stats.hot--;
             push_cold(p, slot_of(n, p->slot_size));
         }

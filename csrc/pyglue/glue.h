@@ -49,7 +49,6 @@ struct fc_thread {
     long refs;
     int alive;                  /* 0 once the thread state is cleared */
     PyThreadState *tstate;
-    unsigned long ident;        /* PyThread_get_thread_ident() */
     FcGreenlet *main;           /* strong; NULL once the thread ended */
     FcGreenlet *current;        /* strong; the running greenlet */
     /* During a switch: */

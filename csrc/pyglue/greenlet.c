@@ -34,8 +34,8 @@
 
 /* Bytes of the C stack in the page shared with the frame data chunk. */
 #define FC_SPLIT 3072
-/* Bounds of the stack_size a greenlet may ask for. */
-#define FC_MIN_STACK ((size_t)16 << 10)
+/* Largest stack_size a greenlet may ask for (the smallest is the stack
+ * allocator's, FASTCO_STACK_MIN_SIZE). */
 #define FC_MAX_STACK ((size_t)1 << 30)
 /* How much of a finished greenlet's stack, on each side of the split, may
  * stay resident in the stack cache (see trim_deep). */
@@ -48,8 +48,8 @@ static size_t default_stack_size = FASTCO_STACK_DEFAULT_SIZE;
 static size_t round_stack_size(size_t size)
 {
     size_t page = fastco_page_size();
-    if (size < FC_MIN_STACK)
-        size = FC_MIN_STACK;
+    if (size < FASTCO_STACK_MIN_SIZE)
+        size = FASTCO_STACK_MIN_SIZE;
     return (size + page - 1) & ~(page - 1);
 }
 

@@ -148,9 +148,11 @@ int fastco_py_install(char *errbuf, size_t errlen)
     if (module == NULL
         || PyDict_SetItemString(PyImport_GetModuleDict(), "fastco._native", module) < 0) {
         PyObject *t, *v, *tb, *s;
+        const char *msg;
         PyErr_Fetch(&t, &v, &tb);
         s = v != NULL ? PyObject_Str(v) : NULL;
-        snprintf(errbuf, errlen, "%s", s != NULL ? PyUnicode_AsUTF8(s) : "unknown error");
+        msg = s != NULL ? PyUnicode_AsUTF8(s) : NULL;   /* NULL: not encodable */
+        snprintf(errbuf, errlen, "%s", msg != NULL ? msg : "unknown error");
         Py_XDECREF(s);
         Py_XDECREF(t);
         Py_XDECREF(v);

@@ -14,8 +14,6 @@
  */
 #include "glue.h"
 
-#include <pythread.h>
-
 _Thread_local fc_thread *fc_tls __attribute__((tls_model("initial-exec")));
 
 /* The key of the sentinel in the thread-state dict. */
@@ -136,7 +134,6 @@ fc_thread *fc_thread_slow(void)
     ts->refs = 1;           /* the sentinel's */
     ts->alive = 1;
     ts->tstate = fc_tstate();
-    ts->ident = PyThread_get_thread_ident();
 
     sentinel = PyObject_New(FcSentinel, &FcSentinel_Type);
     if (sentinel == NULL) {
