@@ -578,9 +578,16 @@ static int kill_on_dealloc(FcGreenlet *self)
     Py_SET_REFCNT(self, 1);
     PyErr_Fetch(&et, &ev, &etb);
     if (owner->alive && !fc_py_finalizing()) {
-        fc_thread *ts = fc_thread_get();
-        if (ts == owner) {
-            if (kill_here(ts, self) < 0)
+        if (owner->tstate != fc_tstate()) {
+            /* Only its own thread may run it: that thread kills it at its
+             * next switch.  (This thread needs no fastco state for that.) */
+            if (owner->pending_kills == NULL)
+                owner->pending_kills = PyList_New(0);
+            if (owner->pending_kills == NULL
+                || PyList_Append(owner->pending_kills, (PyObject *)self) < 0)
+                PyErr_WriteUnraisable((PyObject *)self);
+        } else if (fc_thread_get() == owner) {   /* also points fc_tls at it */
+            if (kill_here(owner, self) < 0)
                 PyErr_WriteUnraisable((PyObject *)self);
             if (Py_REFCNT(self) == 1 && self->state == FC_ACTIVE) {
                 /* It swallowed GreenletExit and is still alive: complain and
@@ -588,14 +595,6 @@ static int kill_on_dealloc(FcGreenlet *self)
                 PySys_FormatStderr("GreenletExit did not kill %R\n", (PyObject *)self);
                 Py_INCREF(self);
             }
-        } else if (ts != NULL) {
-            /* Only its own thread may run it: that thread kills it at its
-             * next switch. */
-            if (owner->pending_kills == NULL)
-                owner->pending_kills = PyList_New(0);
-            if (owner->pending_kills == NULL
-                || PyList_Append(owner->pending_kills, (PyObject *)self) < 0)
-                PyErr_WriteUnraisable((PyObject *)self);
         } else {
             PyErr_WriteUnraisable((PyObject *)self);
         }
@@ -974,7 +973,7 @@ static PyObject *green_getcontext(FcGreenlet *self, void *closure)
     PyObject *ctx;
     (void)closure;
     if (is_running(self)) {
-        if (self->thread != fc_thread_get()) {
+        if (self->thread->tstate != fc_tstate()) {
             PyErr_SetString(PyExc_ValueError,
                             "cannot get the context of a greenlet running in another thread");
             return NULL;
@@ -1002,7 +1001,7 @@ static int green_setcontext(FcGreenlet *self, PyObject *ctx, void *closure)
     }
     if (is_running(self)) {
         PyThreadState *tstate;
-        if (self->thread != fc_thread_get()) {
+        if (self->thread->tstate != fc_tstate()) {
             PyErr_SetString(PyExc_ValueError,
                             "cannot set the context of a greenlet running in another thread");
             return -1;
