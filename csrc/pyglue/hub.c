@@ -80,26 +80,19 @@ int fh_timeout_arg(PyObject *obj, double *out)
     return 0;
 }
 
-/* Removes `key` from dict `d`: its value (new reference), else NULL without
- * an exception if absent (or with one on error). */
-PyObject *fh_dict_pop(PyObject *d, PyObject *key)
+/* Drops g's pending wake-up, if it has one (it was resumed some other way,
+ * e.g. by an exception thrown in); a failure is reported as unraisable.
+ * Call it with no exception set. */
+void fh_pending_discard(FhCore *core, PyObject *g)
 {
-#if PY_VERSION_HEX >= 0x030D0000
-    PyObject *v = NULL;
-    if (PyDict_Pop(d, key, &v) < 0)
-        return NULL;
-    return v;
-#else
-    PyObject *v = PyDict_GetItemWithError(d, key);
-    if (v == NULL)
-        return NULL;
-    Py_INCREF(v);
-    if (PyDict_DelItem(d, key) < 0) {
+    PyObject *v;
+    if (core->pending == NULL || PyDict_GET_SIZE(core->pending) == 0)
+        return;
+    v = fc_dict_pop(core->pending, g);
+    if (v != NULL)
         Py_DECREF(v);
-        return NULL;
-    }
-    return v;
-#endif
+    else if (PyErr_Occurred())
+        PyErr_WriteUnraisable(core->hub);
 }
 
 static int report(FhCore *core, PyObject *context);
@@ -360,7 +353,7 @@ PyObject *fh_run(FhCore *self)
                 Py_DECREF(e.args);
                 rc = r == NULL ? fh_report(self, e.obj) : 0;
             } else {
-                PyObject *value = fh_dict_pop(self->pending, e.obj);
+                PyObject *value = fc_dict_pop(self->pending, e.obj);
                 if (value == NULL) {
                     Py_DECREF(e.obj);
                     if (PyErr_Occurred())

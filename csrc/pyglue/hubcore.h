@@ -19,10 +19,6 @@
 #define FH_EDGE_MASK (EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET)
 #define FH_MAX_EVENTS 256
 
-#if PY_VERSION_HEX < 0x030D0000
-#define PyLong_AsInt _PyLong_AsInt
-#endif
-
 /* A ring slot: a greenlet to resume (args NULL, the value in `pending`) or
  * a callback to call as obj(*args). */
 typedef struct {
@@ -106,11 +102,11 @@ double fh_now(void);
 PyObject *fh_getcurrent(void);
 PyObject *fh_switch(PyObject *g, PyObject *value);
 int fh_timeout_arg(PyObject *obj, double *out);
-PyObject *fh_dict_pop(PyObject *d, PyObject *key);
 int fh_report(FhCore *core, PyObject *context);
 /* hub.c: 0, or -1 with RuntimeError if the hub was closed (tasks and
  * thread-pool jobs may outlive their hub and still call into it). */
 int fh_check_open(FhCore *core);
+void fh_pending_discard(FhCore *core, PyObject *g);
 /* hub.c: the ring and the timers */
 int fh_ring_push(FhCore *core, PyObject *obj, PyObject *args);
 fh_entry fh_ring_pop(FhCore *core);
@@ -129,6 +125,7 @@ fh_fd *fh_fd_slot(FhCore *core, int fd);
 int fh_epoll_set(FhCore *core, int op, int fd, unsigned int mask);
 int fh_fd_watch(FhCore *core, fh_fd *s, int fd);
 int fh_fd_interest(FhCore *core, int fd);
+void fh_fd_unwatch(FhCore *core, int fd, PyObject *g);
 fh_fd *fh_fd_prepare(FhCore *core, int fd, long long owner);
 void fh_set_oserror(int err, const char *msg);
 void fh_set_closed_error(void);

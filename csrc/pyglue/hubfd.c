@@ -70,10 +70,8 @@ int fh_epoll_set(FhCore *core, int op, int fd, unsigned int mask)
  * readiness).  Returns 0 or -1 with an exception set. */
 int fh_fd_watch(FhCore *core, fh_fd *s, int fd)
 {
-    if (core->closed) {
-        PyErr_SetString(PyExc_RuntimeError, "the hub is closed");
+    if (fh_check_open(core) < 0)
         return -1;
-    }
     if (core->epfd >= 0) {
         if (fh_epoll_set(core, EPOLL_CTL_ADD, fd, FH_EDGE_MASK) < 0) {
             if (errno != EEXIST || fh_epoll_set(core, EPOLL_CTL_MOD, fd, FH_EDGE_MASK) < 0) {
@@ -221,20 +219,12 @@ PyObject *fh_fd_wait(FhCore *core, int fd, unsigned int event, double timeout,
         return NULL;
     }
     *slotp = Py_NewRef(cur);
-    if (fh_fd_interest(core, fd) < 0) {
-        s = &core->fds[fd];
-        slotp = event == EPOLLIN ? &s->reader : &s->writer;
-        Py_CLEAR(*slotp);
-        return NULL;
-    }
+    if (fh_fd_interest(core, fd) < 0)
+        goto unslot;
     if (timeout >= 0.0) {
         timer = fh_timer_add(core, timeout, FH_T_EXPIRE, NULL, cur);
-        if (timer == NULL) {
-            s = &core->fds[fd];
-            slotp = event == EPOLLIN ? &s->reader : &s->writer;
-            Py_CLEAR(*slotp);
-            return NULL;
-        }
+        if (timer == NULL)
+            goto unslot;
         Py_INCREF(timer);
     }
     /* The core must outlive this wait, even if the hub is destroyed while
@@ -245,41 +235,41 @@ PyObject *fh_fd_wait(FhCore *core, int fd, unsigned int event, double timeout,
     /* Resumed: clean up, whatever resumed us (fds may have moved). */
     PyErr_Fetch(&et, &ev, &etb);
     core->nwait--;
-    if (fd < core->nfds) {
-        s = &core->fds[fd];
-        if (s->reader == cur)
-            Py_CLEAR(s->reader);
-        if (s->writer == cur)
-            Py_CLEAR(s->writer);
-        if (fh_fd_interest(core, fd) < 0)
-            PyErr_WriteUnraisable(core->hub);
-    }
+    fh_fd_unwatch(core, fd, cur);
     if (timer != NULL) {
         fh_timer_cancel(timer);
         Py_DECREF(timer);
     }
-    if (core->pending != NULL && PyDict_GET_SIZE(core->pending)) {
-        PyObject *v = fh_dict_pop(core->pending, cur);
-        Py_XDECREF(v);
-        if (v == NULL && PyErr_Occurred())
-            PyErr_WriteUnraisable(core->hub);
-    }
+    fh_pending_discard(core, cur);
     Py_DECREF(core);
     PyErr_Restore(et, ev, etb);
     return r;
+
+unslot:   /* failed before waiting: take cur out of its slot (fds may have moved) */
+    s = &core->fds[fd];
+    slotp = event == EPOLLIN ? &s->reader : &s->writer;
+    Py_CLEAR(*slotp);
+    return NULL;
+}
+
+/* Takes g out of fd's slots, and updates the interest (level mode). */
+void fh_fd_unwatch(FhCore *core, int fd, PyObject *g)
+{
+    fh_fd *s;
+    if (fd < 0 || fd >= core->nfds)
+        return;
+    s = &core->fds[fd];
+    if (s->reader == g)
+        Py_CLEAR(s->reader);
+    if (s->writer == g)
+        Py_CLEAR(s->writer);
+    if (fh_fd_interest(core, fd) < 0)
+        PyErr_WriteUnraisable(core->hub);
 }
 
 int fh_wait_fd(FhCore *core, int fd, unsigned int event, double timeout, long long owner)
 {
-    PyObject *r = fh_fd_wait(core, fd, event, timeout, owner);
-    if (r == NULL)
-        return -1;
-    if (r == fh_mark_closed) {
-        Py_DECREF(r);
-        fh_set_closed_error();
-        return -1;
-    }
-    r = fh_fd_wake_value(r, fd);
+    PyObject *r = fh_fd_wake_value(fh_fd_wait(core, fd, event, timeout, owner), fd);
     if (r == NULL)
         return -1;
     Py_DECREF(r);

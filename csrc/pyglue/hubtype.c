@@ -51,7 +51,7 @@ static PyObject *core_unschedule(FhCore *self, PyObject *g)
     PyObject *v;
     if (self->closed)             /* nothing is pending in a closed hub */
         return Py_NewRef(fh_mark_missing);
-    v = fh_dict_pop(self->pending, g);
+    v = fc_dict_pop(self->pending, g);
     if (v == NULL && !PyErr_Occurred())
         return Py_NewRef(fh_mark_missing);
     return v;
@@ -222,7 +222,7 @@ static PyObject *core_wait(FhCore *self, PyObject *const *args, Py_ssize_t nargs
         /* An exception was thrown in: drop (and hand back) any wake-up. */
         PyObject *et, *ev, *etb, *v;
         PyErr_Fetch(&et, &ev, &etb);
-        v = self->pending != NULL ? fh_dict_pop(self->pending, cur) : NULL;
+        v = self->pending != NULL ? fc_dict_pop(self->pending, cur) : NULL;
         if (v != NULL && on_drop != Py_None) {
             PyObject *rr = PyObject_CallOneArg(on_drop, v);
             if (rr == NULL)
@@ -244,7 +244,6 @@ static PyObject *core_wait_fd(FhCore *self, PyObject *const *args, Py_ssize_t na
     unsigned long event;
     double timeout = -1.0;
     long long owner = 0;
-    PyObject *r;
 
     if (fh_check_open(self) < 0)
         return NULL;
@@ -273,13 +272,7 @@ static PyObject *core_wait_fd(FhCore *self, PyObject *const *args, Py_ssize_t na
         if (owner == -1 && PyErr_Occurred())
             return NULL;
     }
-    r = fh_fd_wait(self, fd, (unsigned int)event, timeout, owner);
-    if (r == fh_mark_closed) {
-        Py_DECREF(r);
-        fh_set_closed_error();
-        return NULL;
-    }
-    return fh_fd_wake_value(r, fd);
+    return fh_fd_wake_value(fh_fd_wait(self, fd, (unsigned int)event, timeout, owner), fd);
 }
 
 /* Clears cur from every slot it holds among `fds` (a list of ints). */
@@ -287,16 +280,11 @@ static void unwatch_all(FhCore *self, PyObject *fds, PyObject *cur)
 {
     for (Py_ssize_t i = 0; i < PyList_GET_SIZE(fds); i++) {
         int fd = PyLong_AsInt(PyList_GET_ITEM(fds, i));
-        if (fd < 0 || fd >= self->nfds) {
+        if (fd == -1 && PyErr_Occurred()) {
             PyErr_Clear();
             continue;
         }
-        if (self->fds[fd].reader == cur)
-            Py_CLEAR(self->fds[fd].reader);
-        if (self->fds[fd].writer == cur)
-            Py_CLEAR(self->fds[fd].writer);
-        if (fh_fd_interest(self, fd) < 0)
-            PyErr_WriteUnraisable(self->hub);
+        fh_fd_unwatch(self, fd, cur);
     }
 }
 
@@ -375,17 +363,14 @@ static PyObject *core_wait_fds(FhCore *self, PyObject *const *args, Py_ssize_t n
     r = fh_switch(self->hub, NULL);
     self->nwait--;
     {
-        PyObject *et, *ev, *etb, *v;
+        PyObject *et, *ev, *etb;
         PyErr_Fetch(&et, &ev, &etb);
         if (timer != NULL) {
             fh_timer_cancel(timer);
             Py_DECREF(timer);
         }
         unwatch_all(self, all, cur);
-        v = self->pending != NULL ? fh_dict_pop(self->pending, cur) : NULL;
-        Py_XDECREF(v);
-        if (v == NULL && PyErr_Occurred())
-            PyErr_WriteUnraisable(self->hub);
+        fh_pending_discard(self, cur);
         PyErr_Restore(et, ev, etb);
     }
     Py_DECREF(all);
@@ -824,13 +809,10 @@ static PyObject *mod_sleep(PyObject *module, PyObject *const *args, Py_ssize_t n
             return NULL;
         }
         r = fh_switch(core->hub, NULL);
-        if (r == NULL && core->pending != NULL) {
-            PyObject *et, *ev, *etb, *v;
+        if (r == NULL) {
+            PyObject *et, *ev, *etb;
             PyErr_Fetch(&et, &ev, &etb);
-            v = fh_dict_pop(core->pending, cur);
-            Py_XDECREF(v);
-            if (v == NULL && PyErr_Occurred())
-                PyErr_WriteUnraisable(core->hub);
+            fh_pending_discard(core, cur);
             PyErr_Restore(et, ev, etb);
         }
     } else {

@@ -291,3 +291,23 @@ int fc_py_finalizing(void)
     return _Py_IsFinalizing();
 #endif
 }
+
+PyObject *fc_dict_pop(PyObject *d, PyObject *key)
+{
+#if FC_PY313
+    PyObject *v = NULL;
+    if (PyDict_Pop(d, key, &v) < 0)
+        return NULL;
+    return v;
+#else
+    PyObject *v = PyDict_GetItemWithError(d, key);
+    if (v == NULL)
+        return NULL;
+    Py_INCREF(v);
+    if (PyDict_DelItem(d, key) < 0) {
+        Py_DECREF(v);
+        return NULL;
+    }
+    return v;
+#endif
+}

@@ -133,6 +133,15 @@ int fc_exc_item_traverse(_PyErr_StackItem *item, visitproc visit, void *arg);
 /* The interpreter is shutting down: no coroutine may run any more. */
 int fc_py_finalizing(void);
 
+/* Removes `key` from dict `d`: its value (new reference), else NULL without
+ * an exception if absent (or with one on error). */
+PyObject *fc_dict_pop(PyObject *d, PyObject *key);
+
+/* PyLong_AsInt is public from 3.13 on. */
+#if !FC_PY313
+#define PyLong_AsInt _PyLong_AsInt
+#endif
+
 /* The running thread state, without checks. */
 static inline PyThreadState *fc_tstate(void)
 {
