@@ -314,9 +314,17 @@ static int drain_threadsafe(FhCore *core)
 static int wake(FhCore *core, PyObject *g, PyObject **value, unsigned int ev)
 {
     PyObject *r;
-    if (*value == NULL)
+    if (*value == NULL) {
         *value = PyLong_FromUnsignedLong(ev);
-    r = *value != NULL ? fh_switch(g, *value) : NULL;
+        if (*value == NULL) {
+            /* Out of memory: g must be resumed all the same, or it waits
+             * forever.  The low byte (IN, PRI, OUT, ERR, HUP, NVAL) is a
+             * cached small int, which cannot fail. */
+            PyErr_Clear();
+            *value = PyLong_FromUnsignedLong(ev & 0xffu);
+        }
+    }
+    r = fh_switch(g, *value);
     if (r == NULL && fh_report(core, g) < 0) {
         Py_DECREF(g);
         return -1;
