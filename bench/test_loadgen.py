@@ -225,9 +225,7 @@ def test_silent_server_ends_at_the_deadline(loadgen: Path) -> None:
 
 
 def test_no_server_exits_3(loadgen: Path) -> None:
-    with socket.socket() as s:  # a port nobody listens on
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = echo_bench.free_port()  # nobody listens on it
     rc, r = run_loadgen(loadgen, port, "-c", "3", *RUN, timeout=5)
     assert rc == 3
     assert r["connect_errors"] == 3 and r["connections_opened"] == 0

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 from types import FrameType
 
@@ -47,10 +49,27 @@ def run_python(*args: str, code: str | None = None, timeout: float = 120,
                           cwd=ROOT, env=full_env, check=False)
 
 
-@pytest.fixture
-def python_run():
-    """The run_python helper, as a fixture."""
-    return run_python
+def free_port() -> int:
+    """A loopback port that was free a moment ago (a server binds it next)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def connect_when_listening(port: int, deadline: float,
+                           proc: subprocess.Popen | None = None) -> socket.socket:
+    """A connection to 127.0.0.1:port, retried until a server listens there
+    (or the monotonic ``deadline`` passes, or ``proc``, the server, exits)."""
+    while True:
+        try:
+            return socket.create_connection(("127.0.0.1", port), timeout=5)
+        except OSError:
+            if proc is not None and proc.poll() is not None:
+                raise AssertionError(f"the server exited with status {proc.returncode}: "
+                                     f"{proc.stderr.read() if proc.stderr else ''}") from None
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
 
 
 # ---------------------------------------------------------------------------

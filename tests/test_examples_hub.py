@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from conftest import ROOT, run_python
+from conftest import ROOT, connect_when_listening, free_port, run_python
 
 # The seed's program, on gevent (the reference), bounded like the example.
 GEVENT_SEED = """
@@ -74,33 +74,17 @@ def test_seed_gevent_program_is_the_seeds() -> None:
     assert "gevent" not in re.sub(r"#.*|\"\"\"[\s\S]*?\"\"\"", "", source)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _connect(port: int, deadline: float) -> socket.socket:
-    while True:
-        try:
-            return socket.create_connection(("127.0.0.1", port), timeout=5)
-        except OSError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.05)
-
-
 def test_seed_echo_server_serves_clients_concurrently() -> None:
     source = (ROOT / "examples" / "seed_echo_server.py").read_text(encoding="utf-8")
     assert "from fastco import socket, monkey" in source and "coon.send" not in source
-    port = _free_port()
+    port = free_port()
     proc = subprocess.Popen([sys.executable, "-u", "examples/seed_echo_server.py",
                              str(port), "127.0.0.1"], cwd=ROOT, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
     clients: list[socket.socket] = []
     try:
-        _connect(port, time.monotonic() + 30).close()  # the server is up
-        clients = [_connect(port, time.monotonic() + 5) for _ in range(10)]
+        connect_when_listening(port, time.monotonic() + 30).close()  # the server is up
+        clients = [connect_when_listening(port, time.monotonic() + 5) for _ in range(10)]
         # The last client is served while the first ones have sent nothing:
         # a server that handled one client at a time would never answer.
         for i in reversed(range(10)):
@@ -123,12 +107,3 @@ def test_seed_echo_server_serves_clients_concurrently() -> None:
     assert out.count("client was closed") == 11, out + err
     assert "recv: b'hello 0'" in out and "recv: b'again 9'" in out
     assert "Traceback" not in err, err
-
-
-def test_readme_hub_example_runs() -> None:
-    readme = (ROOT / "README.md").read_text(encoding="utf-8")
-    section = readme[readme.index("## The hub"):]
-    code = re.search(r"```python\n(.*?)```", section, re.S).group(1)
-    proc = run_python(code=code, timeout=60)
-    assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.strip() == "b'hello 7'"

@@ -15,6 +15,8 @@ from pathlib import Path
 
 import pytest
 
+from conftest import connect_when_listening, free_port
+
 README = Path(__file__).resolve().parent.parent / "README.md"
 BLOCKS = re.findall(r"```python\n(.*?)```", README.read_text(encoding="utf-8"), re.S)
 
@@ -48,30 +50,16 @@ def test_snippet_runs_as_written(index: int, tmp_path: Path) -> None:
         assert proc.stdout.splitlines() == ["----A----", "----B----"] * 3
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_server_snippet_serves(tmp_path: Path) -> None:
     """The StreamServer snippet echoes, on a free port instead of 7788."""
     (block,) = [b for b in BLOCKS if "serve_forever()" in b]
     assert '("127.0.0.1", 7788)' in block
-    port = _free_port()
+    port = free_port()
     script = tmp_path / "server.py"
     script.write_text(block.replace("7788", str(port)), encoding="utf-8")
     proc = subprocess.Popen([sys.executable, str(script)], stderr=subprocess.PIPE, text=True)
     try:
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                client = socket.create_connection(("127.0.0.1", port), timeout=10)
-                break
-            except OSError:
-                assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
-                assert time.monotonic() < deadline, "the snippet's server never listened"
-                time.sleep(0.05)
+        client = connect_when_listening(port, time.monotonic() + 20, proc)
         payload = bytes(range(256)) * 400
         with client:
             client.sendall(payload)

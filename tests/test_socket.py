@@ -10,6 +10,7 @@ import time
 import pytest
 
 import fastco
+from conftest import free_port
 from fastco import ConcurrentUseError, GreenletExit, Timeout
 from fastco import socket as cosocket
 
@@ -198,7 +199,7 @@ def test_two_tasks_reading_one_socket_is_an_error() -> None:
 
 
 def test_connect_refused() -> None:
-    port = _free_port()
+    port = free_port()
     with pytest.raises(ConnectionRefusedError):
         cosocket.create_connection(("127.0.0.1", port), timeout=2)
     s = cosocket.socket()
@@ -324,14 +325,6 @@ def test_fd_number_reused_after_a_close_behind_the_hubs_back() -> None:
         assert got.get() == b"wake"
     for s in (a, c, d):
         s.close()
-
-
-def _free_port() -> int:
-    s = stdsocket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
 # -- the C fast paths: readiness hints, arguments, accept ----------------------
