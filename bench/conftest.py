@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import gc
 import types
+from pathlib import Path
 
 import pytest
 
 import fastco
 import fastco.hub
+from bench._build_loadgen import build_loadgen
 
 FASTCO_IMPLS = [f"fastco-{b}" for b in fastco.available_backends()]
 
@@ -49,3 +51,9 @@ def greenlet_impl(name: str) -> types.SimpleNamespace:
 def glet(request) -> types.SimpleNamespace:
     """A greenlet API: the greenlet package, or fastco with one backend."""
     return greenlet_impl(request.param)
+
+
+@pytest.fixture(scope="session")
+def loadgen() -> Path:
+    """The load generator (bench/loadgen.c), compiled once, warnings as errors."""
+    return build_loadgen()

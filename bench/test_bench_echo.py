@@ -17,7 +17,6 @@ import subprocess
 import pytest
 
 from bench import echo_bench
-from bench._build_loadgen import build_loadgen
 
 SERVERS = {
     "fastco-asm": "fastco",
@@ -29,11 +28,6 @@ SERVERS = {
 
 #: scenario -> requests per measured call (full run; a smoke run does 1/50)
 SCENARIOS = {"100x64": 60_000, "1x64": 5_000, "50x16k": 20_000}
-
-
-@pytest.fixture(scope="module")
-def loadgen():
-    return build_loadgen()
 
 
 @pytest.fixture(params=list(SERVERS), scope="module")

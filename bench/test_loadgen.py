@@ -28,16 +28,10 @@ from typing import Any
 import pytest
 
 from bench import echo_bench
-from bench._build_loadgen import build_c_server, build_loadgen
+from bench._build_loadgen import build_c_server
 
 REPO_DIR = Path(__file__).resolve().parent.parent
 RUN = ["-d", "0.25", "-w", "0.05"]  # a short measured window after a short warm-up
-
-
-@pytest.fixture(scope="session")
-def loadgen() -> Path:
-    """The load generator, compiled with warnings as errors."""
-    return build_loadgen()
 
 
 @pytest.fixture(scope="module")
