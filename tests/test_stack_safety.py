@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import shutil
 import subprocess
-import sys
+from pathlib import Path
 
 import pytest
 
@@ -99,13 +99,21 @@ print("survived?")
 """
 
 
-@pytest.mark.skipif(shutil.which("cc") is None, reason="needs a C compiler")
-def test_c_overflow_is_reported_and_ends_the_process(tmp_path) -> None:
-    src = tmp_path / "burn.c"
+@pytest.fixture(scope="module")
+def libburn(tmp_path_factory) -> Path:
+    """BURN_C as a shared library, compiled once for the tests that need it."""
+    if shutil.which("cc") is None:
+        pytest.skip("needs a C compiler")
+    out = tmp_path_factory.mktemp("burn")
+    src = out / "burn.c"
     src.write_text(BURN_C)
-    lib = tmp_path / "libburn.so"
+    lib = out / "libburn.so"
     subprocess.run(["cc", "-O1", "-shared", "-fPIC", "-o", str(lib), str(src)], check=True)
-    proc = run_python(str(lib), code=OVERFLOW)
+    return lib
+
+
+def test_c_overflow_is_reported_and_ends_the_process(libburn: Path) -> None:
+    proc = run_python(str(libburn), code=OVERFLOW)
     assert proc.returncode < 0 or proc.returncode > 128, proc.returncode   # killed by SIGSEGV
     assert "survived" not in proc.stdout
     assert "fastco: coroutine stack overflow" in proc.stderr
@@ -120,14 +128,7 @@ def test_overflow_message_does_not_fire_on_ordinary_segfaults() -> None:
     assert "coroutine stack overflow" not in proc.stderr
 
 
-def test_faulthandler_still_reports_after_our_message(tmp_path) -> None:
-    if shutil.which("cc") is None:
-        pytest.skip("needs a C compiler")
-    src = tmp_path / "burn.c"
-    src.write_text(BURN_C)
-    lib = tmp_path / "libburn.so"
-    subprocess.run(["cc", "-O1", "-shared", "-fPIC", "-o", str(lib), str(src)], check=True)
-    proc = subprocess.run([sys.executable, "-X", "faulthandler", "-c", OVERFLOW, str(lib)],
-                          capture_output=True, text=True, timeout=60, check=False)
+def test_faulthandler_still_reports_after_our_message(libburn: Path) -> None:
+    proc = run_python("-X", "faulthandler", "-c", OVERFLOW, str(libburn), timeout=60)
     assert "fastco: coroutine stack overflow" in proc.stderr
     assert "Segmentation fault" in proc.stderr        # faulthandler's report follows
