@@ -250,8 +250,7 @@ def test_workers_share_the_port_and_a_dead_worker_is_restarted() -> None:
     # The killed worker's counts are gone; the other three reported theirs.
     assert "1 worker(s) ended without reporting their counts" in out
     for pid in now:                               # no worker left behind
-        assert not os.path.exists(f"/proc/{pid}") or \
-            open(f"/proc/{pid}/stat").read().split()[2] == "Z"
+        assert not _alive(pid)
 
 
 def test_workers_stop_when_the_supervisor_is_killed() -> None:
