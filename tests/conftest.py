@@ -49,6 +49,15 @@ def run_python(*args: str, code: str | None = None, timeout: float = 120,
                           cwd=ROOT, env=full_env, check=False)
 
 
+@pytest.fixture
+def pipe():
+    """(read fd, write fd) of a pipe, closed after the test."""
+    r, w = os.pipe()
+    yield r, w
+    os.close(r)
+    os.close(w)
+
+
 def free_port() -> int:
     """A loopback port that was free a moment ago (a server binds it next)."""
     with socket.socket() as s:

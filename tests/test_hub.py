@@ -86,37 +86,29 @@ def test_cancelled_timers_do_not_fire_or_pile_up(hub) -> None:
     assert fired == ["x"]
 
 
-def test_wait_read_and_wait_write_on_a_pipe() -> None:
-    r, w = os.pipe()
-    try:
-        got = []
+def test_wait_read_and_wait_write_on_a_pipe(pipe) -> None:
+    r, w = pipe
+    got = []
 
-        def reader():
-            fastco.wait_read(r, timeout=5)
-            got.append(os.read(r, 10))
+    def reader():
+        fastco.wait_read(r, timeout=5)
+        got.append(os.read(r, 10))
 
-        t = fastco.spawn(reader)
-        fastco.sleep(0.01)
-        assert not got
-        fastco.wait_write(w, timeout=5)
-        os.write(w, b"hi")
-        t.join(5)
-        assert got == [b"hi"]
-    finally:
-        os.close(r)
-        os.close(w)
+    t = fastco.spawn(reader)
+    fastco.sleep(0.01)
+    assert not got
+    fastco.wait_write(w, timeout=5)
+    os.write(w, b"hi")
+    t.join(5)
+    assert got == [b"hi"]
 
 
-def test_wait_read_times_out() -> None:
-    r, w = os.pipe()
-    try:
-        start = time.monotonic()
-        with pytest.raises(TimeoutError):
-            fastco.wait_read(r, timeout=0.02)
-        assert time.monotonic() - start >= 0.02
-    finally:
-        os.close(r)
-        os.close(w)
+def test_wait_read_times_out(pipe) -> None:
+    r, w = pipe
+    start = time.monotonic()
+    with pytest.raises(TimeoutError):
+        fastco.wait_read(r, timeout=0.02)
+    assert time.monotonic() - start >= 0.02
 
 
 def test_bad_fds_give_clear_errors(any_hub) -> None:
@@ -134,32 +126,24 @@ def test_bad_fds_give_clear_errors(any_hub) -> None:
     assert info.value.errno == errno.EBADF
 
 
-def test_two_readers_on_one_fd_is_an_error(any_hub) -> None:
-    r, w = os.pipe()
-    try:
-        first = fastco.spawn(fastco.wait_read, r, 5)
-        fastco.sleep(0)
-        with pytest.raises(ConcurrentUseError):
-            fastco.wait_read(r, timeout=1)
-        os.write(w, b"x")
-        first.join(5)
-        assert first.successful()
-    finally:
-        os.close(r)
-        os.close(w)
+def test_two_readers_on_one_fd_is_an_error(any_hub, pipe) -> None:
+    r, w = pipe
+    first = fastco.spawn(fastco.wait_read, r, 5)
+    fastco.sleep(0)
+    with pytest.raises(ConcurrentUseError):
+        fastco.wait_read(r, timeout=1)
+    os.write(w, b"x")
+    first.join(5)
+    assert first.successful()
 
 
-def test_close_fd_wakes_its_waiter_with_ebadf(any_hub) -> None:
-    r, w = os.pipe()
-    try:
-        t = fastco.spawn(fastco.wait_read, r, 5)
-        fastco.sleep(0)
-        any_hub.close_fd(r)
-        t.join(5)
-        assert isinstance(t.exception, OSError) and t.exception.errno == errno.EBADF
-    finally:
-        os.close(r)
-        os.close(w)
+def test_close_fd_wakes_its_waiter_with_ebadf(any_hub, pipe) -> None:
+    r, w = pipe
+    t = fastco.spawn(fastco.wait_read, r, 5)
+    fastco.sleep(0)
+    any_hub.close_fd(r)
+    t.join(5)
+    assert isinstance(t.exception, OSError) and t.exception.errno == errno.EBADF
 
 
 def test_keyboard_interrupt_in_a_task_reaches_main() -> None:

@@ -14,14 +14,6 @@ from fastco import select as coselect
 pytestmark = pytest.mark.usefixtures("any_hub")
 
 
-@pytest.fixture
-def pipe():
-    r, w = os.pipe()
-    yield r, w
-    os.close(r)
-    os.close(w)
-
-
 def test_select_waits_cooperatively(pipe) -> None:
     r, w = pipe
     ticks = []
