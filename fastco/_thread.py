@@ -236,6 +236,7 @@ class LockType:
     """A lock (``threading.Lock``) whose ``acquire`` suspends only the calling task."""
 
     __slots__ = ("_block", "_waiters", "__weakref__")
+    _yields = True   # a failed non-blocking acquire lets the other tasks run once
 
     def __init__(self) -> None:
         self._block = _real_allocate_lock()   # the state: taken without blocking
@@ -249,7 +250,8 @@ class LockType:
         if self._block.acquire(False):
             return True
         if not blocking or timeout == 0:
-            _yield_after_failed_try()
+            if self._yields:
+                _yield_after_failed_try()
             return False
         return self._acquire_slow(None if timeout == -1 else timeout)
 
@@ -298,6 +300,18 @@ class LockType:
         state = "locked" if self._block.locked() else "unlocked"
         return f"<{state} {type(self).__module__}.{type(self).__qualname__} object " \
                f"at {id(self):#x}>"
+
+    def __reduce__(self) -> Any:
+        raise TypeError(f"cannot pickle {type(self).__qualname__!r} object")
+
+
+class _Sentinel(LockType):
+    """The lock a thread holds while it runs (threading's join and
+    ``is_alive`` before 3.13, our _ThreadHandle): asking whether a thread is
+    alive never switches."""
+
+    __slots__ = ()
+    _yields = False
 
 
 def allocate_lock() -> LockType:
@@ -373,6 +387,9 @@ class RLock:
         self._owner = None
         self._count = 0
 
+    def __reduce__(self) -> Any:
+        raise TypeError(f"cannot pickle {type(self).__qualname__!r} object")
+
     def __repr__(self) -> str:
         owner = self._owner
         ident = 0 if owner is None else _ident_of(owner)
@@ -415,7 +432,7 @@ class _ThreadTask(_Task):
     def __init__(self, function: Callable[..., Any], args: tuple[Any, ...],
                  kwargs: dict[str, Any]) -> None:
         _Task.__init__(self, None, function, args, kwargs)
-        self.sentinel: LockType | None = None
+        self.sentinel: _Sentinel | None = None
         self.handle: _ThreadHandle | None = None
         _thread_tasks[id(self)] = self
 
@@ -465,11 +482,11 @@ def _set_sentinel() -> Any:
     thread, released when its task ends; a real one in a real thread."""
     g = _getcurrent()
     if isinstance(g, _ThreadTask):
-        g.sentinel = LockType()
+        g.sentinel = _Sentinel()
         return g.sentinel
     if g.parent is None and _real_set_sentinel is not None:
         return _real_set_sentinel()
-    return LockType()
+    return _Sentinel()
 
 
 class _ThreadHandle:
@@ -480,7 +497,7 @@ class _ThreadHandle:
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         self._ident: int | None = None
-        self._done = LockType()       # held until the thread ends
+        self._done = _Sentinel()      # held until the thread ends
         self._done.acquire()
         self._finished = False
         self._ref: Any = None

@@ -38,6 +38,7 @@ from fastco._thread import LockType as Lock
 from fastco._thread import RLock, _cancel, _enlist, _wait, _wake_first, get_ident
 from fastco._thread import _local as local
 from fastco._thread import get_native_id as get_native_id
+from fastco.hub import get_hub as _get_hub
 from fastco.hub import sleep as _sleep
 
 __all__ = list(_std.__all__) + ["RealThread"]
@@ -194,13 +195,18 @@ class RealThread(_std_Thread):
 
     def start(self) -> None:
         """Start the OS thread (see threading.Thread.start)."""
-        # Counted from now on: the starter's wait for it must not be taken
-        # for a deadlock (fastco._thread._others_may_wake).
+        # While it runs, the starter's hub may be woken by it: it must not
+        # take a wait for a deadlock (LoopExit).  Counted from now on, as the
+        # starter may wait for it at once (fastco._thread._others_may_wake).
+        hub = _get_hub()
+        hub.start_thread_job()
+        self._fastco_hub = hub
         _thread._os_threads.add(self)
         try:
             _std_Thread.start(self)
         except BaseException:
             _thread._os_threads.discard(self)
+            hub.end_thread_job()
             raise
 
     def _bootstrap(self) -> None:
@@ -208,6 +214,8 @@ class RealThread(_std_Thread):
             _std_Thread._bootstrap(self)  # type: ignore[attr-defined]
         finally:
             _thread._os_threads.discard(self)
+            hub, self._fastco_hub = self._fastco_hub, None
+            hub.run_callback_threadsafe(hub.end_thread_job)
 
     def join(self, timeout: float | None = None) -> None:
         """Wait until the thread ended (or ``timeout`` seconds passed),
@@ -356,7 +364,7 @@ def _adopt_existing() -> None:
     else:
         real = main._tstate_lock
         if real is not None and not isinstance(real, Lock) and real.locked():
-            coop = Lock()
+            coop = _thread._Sentinel()
             coop.acquire()
             with _std._shutdown_locks_lock:
                 if real in _std._shutdown_locks:

@@ -99,7 +99,10 @@ def test_thread_api_as_tasks() -> None:
             gate.wait()
         t = threading.Thread(target=body, name="worker", daemon=True)
         t.start()
-        assert t.is_alive() and t in threading.enumerate()
+        other_ran = []
+        fastco.spawn(other_ran.append, 1)
+        assert t.is_alive() and t.is_alive() and not other_ran   # asking never switches
+        assert t in threading.enumerate()
         assert info["me"] == ("worker", t.ident, t.native_id, True, t.ident)
         assert t.ident != MAIN_OS_THREAD and threading.active_count() >= 2
         t.join(0.01)                       # times out: still alive
@@ -327,6 +330,7 @@ def test_real_threads_stay_real_and_talk_to_tasks() -> None:
     out = _run("""
         import socket
         from fastco.threading import RealThread
+        _sleep = monkey.get_original("time", "sleep")
         assert monkey.get_original("threading", "Thread") is RealThread
         to_thread, to_task = queue.Queue(), queue.Queue()
         lock = threading.Lock()
@@ -351,6 +355,11 @@ def test_real_threads_stay_real_and_talk_to_tasks() -> None:
         t.join(30)
         assert not t.is_alive()
         tick.kill()
+        # The main thread waits first, then a task starts the OS thread that
+        # ends the wait: no LoopExit meanwhile.
+        late = queue.Queue()
+        fastco.spawn(lambda: RealThread(target=lambda: (_sleep(0.02), late.put("late"))).start())
+        assert late.get() == "late"
         # fastco's DNS workers are OS threads too.
         socket.getaddrinfo("localhost", 80)
         from fastco import _threadpool

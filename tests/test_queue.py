@@ -8,8 +8,8 @@ import queue as std
 import pytest
 
 import fastco
+from conftest import run_threads_and_tasks
 from fastco import queue as co
-from fastco.threading import RealThread
 
 pytestmark = pytest.mark.usefixtures("hub")
 
@@ -158,14 +158,5 @@ def test_os_threads_and_tasks_share_queues() -> None:
             for _ in range(200):
                 results.append(q.get())
 
-        threads = [RealThread(target=producer), RealThread(target=consumer)]
-        for t in threads:
-            t.start()
-        tasks = [fastco.spawn(producer), fastco.spawn(consumer)]
-        fastco.joinall(tasks, timeout=30)
-        for t in threads:
-            t.join(30)
-            assert not t.is_alive()
-        for t in tasks:
-            assert t.successful(), t.exception
+        run_threads_and_tasks([(producer,), (consumer,)], [(producer,), (consumer,)])
         assert sorted(results) == sorted(list(range(200)) * 2)

@@ -10,6 +10,7 @@ import threading as std
 import pytest
 
 import fastco
+from conftest import run_threads_and_tasks
 from fastco import threading as co
 
 pytestmark = pytest.mark.usefixtures("hub")
@@ -154,3 +155,45 @@ def test_realthread_runs_in_an_os_thread_and_joins_cooperatively() -> None:
     assert not worker2.is_alive()
     with pytest.raises(RuntimeError):
         co.RealThread(target=print).join()
+
+
+def test_lock_and_condition_under_contention_from_tasks_and_os_threads() -> None:
+    """Tasks and OS threads hammer one Lock, and pass items through a
+    Condition with short timeouts (so that timeouts race with notifies):
+    every increment counts, every item arrives, nothing hangs."""
+    lock = co.Lock()
+    cond = co.Condition(co.Lock())
+    counter = [0]
+    items: list[int] = []
+    got: list[int] = []
+    per_worker = 300
+
+    def hammer() -> None:
+        for i in range(per_worker):
+            with lock:
+                value = counter[0]
+                if i % 7 == 0:
+                    fastco.sleep(0)        # a switch while holding it
+                counter[0] = value + 1
+
+    def produce(base: int) -> None:
+        for i in range(per_worker):
+            with cond:
+                items.append(base + i)
+                cond.notify()
+
+    def consume(n: int) -> None:
+        while n:
+            with cond:
+                while not items:
+                    cond.wait(0.0005)      # mostly times out, sometimes notified
+                got.append(items.pop())
+                n -= 1
+
+    run_threads_and_tasks(
+        [(hammer,), (hammer,), (produce, 10_000), (consume, per_worker)],
+        [(hammer,), (hammer,), (produce, 20_000), (consume, per_worker)])
+    assert counter[0] == 4 * per_worker
+    assert sorted(got) == sorted([10_000 + i for i in range(per_worker)]
+                                 + [20_000 + i for i in range(per_worker)])
+    assert not lock._waiters and not cond._waiters and not lock.locked()
