@@ -74,15 +74,6 @@ def _main_thread_ident() -> int:
 _main_ident = _main_thread_ident()
 
 
-def _after_fork_in_child() -> None:
-    # The child has one thread, the one that forked: it is the main one here.
-    global _main_ident
-    _main_ident = _real_get_ident()
-
-
-_os.register_at_fork(after_in_child=_after_fork_in_child)
-
-
 # ----------------------------------------------------------------------
 # Waiting and waking, across threads
 
@@ -133,6 +124,20 @@ def _forget(rec: _Waiter) -> None:
 #: before their start until their end: ``_thread._count()`` counts a thread
 #: only once it runs, too late for a wait that its starter begins at once.
 _os_threads: set[object] = set()
+#: ``_thread._count()`` in a child after fork, where the threads it counts
+#: are gone (CPython does not reset it).
+_count_at_fork = 0
+
+
+def _after_fork_in_child() -> None:
+    # The child has one thread, the one that forked: it is the main one here.
+    global _main_ident, _count_at_fork
+    _main_ident = _real_get_ident()
+    _count_at_fork = _real_count()
+    _os_threads.clear()
+
+
+_os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def _others_may_wake() -> bool:
@@ -140,8 +145,8 @@ def _others_may_wake() -> bool:
     the main thread, and in it while Python threads other than fastco's DNS
     workers run.  If not, the hub may declare a wait that nothing else
     could end a deadlock (LoopExit) instead of sleeping forever."""
-    return (_real_count() > _threadpool._pool.workers or bool(_os_threads)
-            or _real_get_ident() != _main_ident)
+    return (_real_count() - _count_at_fork > _threadpool._pool.workers
+            or bool(_os_threads) or _real_get_ident() != _main_ident)
 
 
 def _wait(rec: _Waiter, timeout: float | None) -> bool:
@@ -150,8 +155,8 @@ def _wait(rec: _Waiter, timeout: float | None) -> bool:
     unless it was woken it is off its deque, however the wait ended."""
     hub = rec[_HUB]
     # _others_may_wake(), inline: this is the path of every blocking wait.
-    job = (_real_count() > _threadpool._pool.workers or bool(_os_threads)
-           or _real_get_ident() != _main_ident)
+    job = (_real_count() - _count_at_fork > _threadpool._pool.workers
+           or bool(_os_threads) or _real_get_ident() != _main_ident)
     if job:
         hub.start_thread_job()   # keeps the hub waiting for other threads
     woken = False

@@ -213,6 +213,22 @@ def test_thread_pool_executor_runs_workers_concurrently() -> None:
     assert out.strip() == "OK"
 
 
+def test_process_pool_executor_and_multiprocessing_queue() -> None:
+    out = _run("""
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+        with ProcessPoolExecutor(2) as pool:          # its manager thread is a task
+            assert list(pool.map(abs, [-1, -2, -3])) == [1, 2, 3]
+        q = multiprocessing.Queue()                   # its feeder thread too
+        p = multiprocessing.Process(target=q.put, args=(42,))
+        p.start()
+        assert q.get(timeout=30) == 42
+        p.join()
+        print("OK")
+    """)
+    assert out.strip() == "OK"
+
+
 def test_threading_tcp_server_serves_many_clients_at_once() -> None:
     out = _run("""
         import socket, socketserver
@@ -296,8 +312,14 @@ def test_logging_made_before_patching_is_made_cooperative() -> None:
 def test_fork_in_a_patched_program() -> None:
     out = _run("""
         import os
+        from fastco.threading import RealThread
         gate = threading.Event()
         q = queue.Queue()
+        stop = threading.Event()
+        os_thread = RealThread(target=stop.wait, args=(30,))   # alive at fork...
+        os_thread.start()
+        while not stop._cond._waiters or stop._cond._lock.locked():
+            time.sleep(0.001)                  # ...waiting, not holding a lock
         t = threading.Thread(target=lambda: q.put(gate.wait(30)))
         t.start()
         pid = os.fork()
@@ -311,6 +333,12 @@ def test_fork_in_a_patched_program() -> None:
                 w = threading.Thread(target=q.put, args=("child",))
                 w.start(); w.join()
                 assert q.get_nowait() == "child"
+                try:                   # the parent's OS threads are gone: deadlocks raise
+                    q.get()
+                except fastco.LoopExit:
+                    pass
+                else:
+                    raise AssertionError("no LoopExit")
             except BaseException:
                 import traceback; traceback.print_exc()
                 os._exit(1)
@@ -319,7 +347,9 @@ def test_fork_in_a_patched_program() -> None:
         assert status == 0, status
         assert t.is_alive()
         gate.set()
+        stop.set()
         t.join()
+        os_thread.join()
         assert q.get_nowait() is True
         print("OK")
     """)
