@@ -88,7 +88,10 @@ _main_ident = _main_thread_ident()
 # The protocol: a waiter enlists, checks once more what it waits for, then
 # waits; a waker changes the state, then takes the first waiter off the deque
 # and wakes it.  Either the waiter's check sees the change or the waker sees
-# the waiter: no wake-up is lost between them, in one thread or across.
+# the waiter: no wake-up is lost between them, in one thread or across.  (A
+# greenlet has at most one waiter in a deque at a time, so the deque's
+# remove(), which compares lists by value, finds exactly that one; the
+# comparison runs no Python code, so it is atomic under the GIL.)
 _Waiter = list
 _G, _HUB, _TID, _WAITING, _LOST, _IN = range(6)
 
@@ -231,6 +234,14 @@ def _yield_after_failed_try() -> None:
 # Locks
 
 
+def _keep_this_threads_waiters(waiters: _deque[_Waiter]) -> None:
+    # After fork: the waiters of other OS threads are gone with their threads.
+    me = _real_get_ident()
+    mine = [rec for rec in waiters if rec[_TID] == me]
+    waiters.clear()
+    waiters.extend(mine)
+
+
 def _check_acquire_args(blocking: bool, timeout: float) -> None:
     # The stdlib's own checks and messages: a fresh lock never blocks.
     lock = _real_allocate_lock()
@@ -293,9 +304,14 @@ class LockType:
         return self._block.locked()
 
     def _at_fork_reinit(self) -> None:
-        # In a child after fork (threading and logging call it): unlocked, no waiters.
+        """In a child after fork (threading, logging and concurrent.futures
+        call it): unlocked, as the stdlib's.  Unlike OS threads, the tasks of
+        the forking thread live on in the child: their waits stay, and one
+        of them is woken to find the lock free."""
         self._block = _real_allocate_lock()
-        self._waiters = _deque()
+        _keep_this_threads_waiters(self._waiters)
+        if self._waiters:
+            _wake_first(self._waiters)
 
     acquire_lock = acquire
     release_lock = release
@@ -388,6 +404,11 @@ class RLock:
         return self._count if self._owner is _getcurrent() else 0
 
     def _at_fork_reinit(self) -> None:
+        """In a child after fork: kept if a task of the forking thread holds
+        it (it lives on and will release it), else free, as the stdlib's."""
+        owner = self._owner
+        if owner is not None and _root(owner) is _root(_getcurrent()):
+            return
         self._block._at_fork_reinit()
         self._owner = None
         self._count = 0
@@ -405,6 +426,13 @@ class RLock:
 
 # ----------------------------------------------------------------------
 # Identity
+
+
+def _root(g: Any) -> Any:
+    # The main greenlet of g's thread.
+    while g.parent is not None:
+        g = g.parent
+    return g
 
 
 def _ident_of(g: Any) -> int:

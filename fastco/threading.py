@@ -105,6 +105,12 @@ class Condition(_std_Condition):
             _wake_first(waiters)
             n -= 1
 
+    def _at_fork_reinit(self) -> None:
+        # In a child after fork: the lock as its own method says; the waiting
+        # tasks of the forking thread live on in the child and stay.
+        self._lock._at_fork_reinit()
+        _thread._keep_this_threads_waiters(self._waiters)
+
     def _pass_on(self, _value: object) -> None:
         # A notified waiter ended its wait otherwise (killed, timed out as
         # the notification came from another thread): notify the next one.

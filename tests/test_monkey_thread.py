@@ -316,19 +316,39 @@ def test_fork_in_a_patched_program() -> None:
         gate = threading.Event()
         q = queue.Queue()
         stop = threading.Event()
-        os_thread = RealThread(target=stop.wait, args=(30,))   # alive at fork...
+        os_thread = RealThread(target=stop.wait, args=(30,), daemon=True)   # alive at fork...
         os_thread.start()
         while not stop._cond._waiters or stop._cond._lock.locked():
             time.sleep(0.001)                  # ...waiting, not holding a lock
-        t = threading.Thread(target=lambda: q.put(gate.wait(30)))
+        t = threading.Thread(target=lambda: q.put(gate.wait(30)), daemon=True)
         t.start()
+        # A task holds an RLock across the fork, another waits for a Lock
+        # the main task holds: both live on in the child, where the stdlib
+        # (logging, threading) reinitialises such locks.
+        rlock, lock, holding = threading.RLock(), threading.Lock(), threading.Event()
+        def holder():
+            with rlock:
+                holding.set()
+                gate.wait(30)
+        h = threading.Thread(target=holder, daemon=True); h.start()
+        holding.wait()
+        lock.acquire()
+        waiter = threading.Thread(target=lambda: (lock.acquire(), q.put("lock")), daemon=True)
+        waiter.start()
         pid = os.fork()
         if pid == 0:
             try:
+                rlock._at_fork_reinit()          # kept: its owner lives on
+                lock._at_fork_reinit()           # free, and its waiter woken
+                waiter.join(30)
+                assert q.get_nowait() == "lock"
+                assert rlock.locked() and not rlock._is_owned()
                 assert threading.current_thread() is threading.main_thread()
                 assert t.is_alive() and t in threading.enumerate()   # tasks go on in the child
                 gate.set()
                 t.join(30)
+                h.join(30)                       # released its RLock without error
+                assert not rlock.locked()
                 assert q.get(timeout=30) is True and not t.is_alive()
                 w = threading.Thread(target=q.put, args=("child",))
                 w.start(); w.join()
@@ -348,9 +368,9 @@ def test_fork_in_a_patched_program() -> None:
         assert t.is_alive()
         gate.set()
         stop.set()
-        t.join()
-        os_thread.join()
-        assert q.get_nowait() is True
+        lock.release()
+        t.join(); h.join(); waiter.join(); os_thread.join()
+        assert {q.get_nowait(), q.get_nowait()} == {"lock", True}
         print("OK")
     """)
     assert out.strip() == "OK"
