@@ -660,7 +660,11 @@ def _local_dict(local: _local) -> dict[str, Any]:
     cls = type(local)
     if cls.__init__ is not object.__init__:
         args, kwargs = impl.args
-        cls.__init__(local, *args, **kwargs)
+        try:
+            cls.__init__(local, *args, **kwargs)
+        except BaseException:
+            impl.dicts.pop(id(g), None)   # the next access tries again
+            raise
     return d
 
 

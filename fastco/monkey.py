@@ -137,6 +137,8 @@ def patch_thread() -> None:
     for name in co_threading.PATCHED:
         _patch(std_threading, name, getattr(co_threading, name))
     _patch(_threading_local, "local", co_threading.local)
+    if std_threading.excepthook is std_threading.__excepthook__:
+        _patch(std_threading, "excepthook", co_threading.excepthook)
     for module, name, value in co_threading._existing_locks():
         _patch(module, name, value)
     co_threading._adopt_existing()

@@ -36,8 +36,9 @@ from fastco import _thread
 from fastco._greenlet import getcurrent as _getcurrent
 from fastco._thread import LockType as Lock
 from fastco._thread import RLock, _cancel, _enlist, _wait, _wake_first, get_ident
-from fastco._thread import _local as local
+from fastco._thread import _local as local  # noqa: F401 - threading.local
 from fastco._thread import get_native_id as get_native_id
+from fastco.hub import current_hub as _current_hub
 from fastco.hub import get_hub as _get_hub
 from fastco.hub import sleep as _sleep
 
@@ -56,6 +57,7 @@ _std_start_new_thread = _thread._real_start_new_thread
 _std_start_joinable_thread = _thread._real_start_joinable_thread
 _std_ThreadHandle = _thread._real_ThreadHandle
 _std_thread_shutdown = getattr(_std, "_thread_shutdown", None)
+_std_excepthook = _std.__excepthook__
 
 
 class Condition(_std_Condition):
@@ -273,6 +275,20 @@ def _thread_shutdown() -> None:
     _std_thread_shutdown()
 
 
+def excepthook(args: Any) -> None:
+    """threading.excepthook: the stdlib's, except that a KeyboardInterrupt
+    that a signal raised in a thread task of the main thread (the task that
+    happened to run) goes to the main greenlet, as it would go to the main
+    thread, instead of ending that "thread"."""
+    hub = _current_hub()
+    if (args.exc_type is KeyboardInterrupt and hub is not None
+            and _thread._real_get_ident() == _thread._main_ident
+            and _getcurrent() is not hub.parent):
+        hub.run_callback(hub._throw_main, args.exc_value)
+        return
+    _std_excepthook(args)
+
+
 class _DummyThread(_std_DummyThread):
     """current_thread() of a task not started as a Thread: the stdlib's
     dummy, dropped from ``threading._active`` when the task is gone."""
@@ -292,9 +308,16 @@ class _DummyThread(_std_DummyThread):
 
 
 if _HAVE_HANDLES:
-    # 3.13's dummies park a helper in this per-thread local, to be forgotten
-    # when the thread ends: per task here.
-    _thread_local_info = local()
+    _std_delete_dummy = _std._DeleteDummyThreadOnDel
+
+    def _DeleteDummyThreadOnDel(dummy: Any) -> None:  # (threading's name)
+        """3.13's dummy of an OS thread parks a helper in a per-thread local,
+        whose deletion at the thread's end forgets the dummy; a task's dummy
+        is forgotten by _DummyThread (a helper kept in a task-local dict
+        would be deleted at any time, as late as interpreter shutdown)."""
+        if _getcurrent().parent is None:
+            _std_delete_dummy(dummy)
+
     _ThreadHandle = _thread._ThreadHandle
     _make_thread_handle = _thread._make_thread_handle
     _LockType = Lock
@@ -310,8 +333,10 @@ PATCHED = [name for name in (
     "Lock", "_allocate_lock", "_LockType", "RLock", "_CRLock", "Condition", "Event",
     "Semaphore", "BoundedSemaphore", "Barrier", "local", "get_ident", "get_native_id",
     "_DummyThread", "_start_new_thread", "_set_sentinel", "_start_joinable_thread",
-    "_ThreadHandle", "_make_thread_handle", "_thread_shutdown", "_thread_local_info",
+    "_ThreadHandle", "_make_thread_handle", "_thread_shutdown", "_DeleteDummyThreadOnDel",
 ) if hasattr(_std, name)]
+# (and "excepthook", unless the program set its own before patching: see
+# fastco.monkey.patch_thread)
 
 
 # ----------------------------------------------------------------------

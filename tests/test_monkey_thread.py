@@ -130,6 +130,7 @@ def test_thread_api_as_tasks() -> None:
         threading.Timer(0.01, fired.set).start()
         assert fired.wait(10)
         hooked = []
+        patched_hook = threading.excepthook
         threading.excepthook = lambda args: hooked.append(args.exc_type)
         bad = threading.Thread(target=lambda: 1 / 0)
         bad.start(); bad.join()
@@ -139,6 +140,7 @@ def test_thread_api_as_tasks() -> None:
         quiet.start(); quiet.join()              # SystemExit ends a thread quietly
         raw = _thread.start_new_thread(exit, ())
         time.sleep(0)
+        threading.excepthook = patched_hook
 
         # Thread.join from another task, of a thread that waits for a lock.
         lock = threading.Lock()
@@ -151,6 +153,21 @@ def test_thread_api_as_tasks() -> None:
         lock.release()
         joiner.join(10)
         assert joiner.ready() and not holder.is_alive()
+
+        # Ctrl-C while a thread task runs goes to the main thread.
+        import signal
+        def busy():
+            signal.raise_signal(signal.SIGINT)   # its handler runs in this task
+            time.sleep(10)
+        try:
+            interrupted = threading.Thread(target=busy, daemon=True)
+            interrupted.start()
+            interrupted.join()
+            time.sleep(0.01)                     # (raised at the main's next wait)
+        except KeyboardInterrupt:
+            pass
+        else:
+            raise AssertionError("the main thread got no KeyboardInterrupt")
 
         # A non-daemon thread still running at the end is waited for.
         late = threading.Thread(target=lambda: (time.sleep(0.02), print("late thread done")))

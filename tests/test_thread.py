@@ -265,3 +265,21 @@ def test_local_subclass_init_descriptors_and_cleanup() -> None:
     del t
     gc.collect()
     assert len(impl.dicts) == 1      # the dead task's dict went with it
+
+    attempts = []
+
+    class FailsFirst(_thread._local):
+        def __init__(self) -> None:
+            attempts.append(1)
+            if len(attempts) == 2:   # the first run in a new task fails
+                raise KeyError("init")
+            self.ok = True
+
+    f = FailsFirst()
+
+    def use() -> object:
+        with pytest.raises(KeyError):
+            f.ok  # noqa: B018
+        return f.ok                  # __init__ runs again, and succeeds
+
+    assert fastco.spawn(use).get(timeout=5) is True and len(attempts) == 3
