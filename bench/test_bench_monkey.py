@@ -61,4 +61,4 @@ def test_monkey_queue_pingpong(benchmark, patched_client) -> None:
         proc.stdin.flush()
         assert proc.stdout.readline() == "done\n", "the client died"
 
-    benchmark.pedantic(one_round, rounds=25, warmup_rounds=3)
+    benchmark.pedantic(one_round, rounds=50, warmup_rounds=5)

@@ -157,9 +157,10 @@ def _wait(rec: _Waiter, timeout: float | None) -> bool:
     False after ``timeout`` seconds.  Afterwards ``rec`` no longer waits, and
     unless it was woken it is off its deque, however the wait ended."""
     hub = rec[_HUB]
-    # _others_may_wake(), inline: this is the path of every blocking wait.
-    job = (_real_count() - _count_at_fork > _threadpool._pool.workers
-           or bool(_os_threads) or _real_get_ident() != _main_ident)
+    # _others_may_wake(), inline (cheapest tests first): this is the path of
+    # every blocking wait.
+    job = (_os_threads or rec[_TID] != _main_ident
+           or _real_count() - _count_at_fork > _threadpool._pool.workers)
     if job:
         hub.start_thread_job()   # keeps the hub waiting for other threads
     woken = False
