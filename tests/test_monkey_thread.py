@@ -169,12 +169,17 @@ def test_thread_api_as_tasks() -> None:
         else:
             raise AssertionError("the main thread got no KeyboardInterrupt")
 
-        # A non-daemon thread still running at the end is waited for.
+        # A non-daemon thread still running at the end is waited for; one
+        # that joins the main thread goes on once the main thread ended.
         late = threading.Thread(target=lambda: (time.sleep(0.02), print("late thread done")))
         late.start()
+        watcher = threading.Thread(
+            target=lambda: (threading.main_thread().join(), print("after main")))
+        watcher.start()
+        assert threading.main_thread().is_alive()
         print("main done")
     """)
-    assert out.splitlines() == ["main done", "late thread done"]
+    assert out.splitlines() == ["main done", "after main", "late thread done"]
 
 
 def test_local_rlock_semaphore_barrier_across_thread_tasks() -> None:
