@@ -7,7 +7,8 @@ The hub (an event loop per thread) and what runs on it: ``spawn``, ``sleep``,
 ``joinall``, ``killall``, ``wait_read``/``wait_write``, ``Timeout``, the sync
 primitives (``Event``, ``AsyncResult``, ``Queue``, ``Lock``, ``Semaphore``,
 ``BoundedSemaphore``, ``Pool``), cooperative sockets (``fastco.socket``) and
-monkey patching (``fastco.monkey``).
+monkey patching (``fastco.monkey``), which also installs the cooperative
+``fastco._thread``, ``fastco.threading`` and ``fastco.queue``.
 """
 
 from __future__ import annotations

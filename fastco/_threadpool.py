@@ -4,20 +4,24 @@
 thread calls ``fn``, then wakes the caller's hub (``run_callback_threadsafe``),
 which resumes the caller with the result.  Workers are made on demand, up to
 ``MAX_WORKERS``, and live as daemon threads.
+
+The workers are real OS threads even when fastco.monkey patched ``_thread``,
+``threading`` and ``queue``: this module binds the stdlib's originals when it
+is imported (before any patching).
 """
 
 from __future__ import annotations
 
-import _thread
 import os
-import queue
+from _queue import SimpleQueue
+from _thread import allocate_lock, get_ident, start_new_thread
 from collections.abc import Callable
 from typing import Any
 
 from fastco._greenlet import getcurrent
 from fastco.hub import Hub, get_hub
 
-__all__ = ["MAX_WORKERS", "run_in_thread"]
+__all__ = ["MAX_WORKERS", "run_in_thread", "worker_count"]
 
 MAX_WORKERS = 8
 
@@ -38,21 +42,21 @@ class _Job:
 
 class _Pool:
     def __init__(self) -> None:
-        self.jobs: queue.SimpleQueue[_Job] = queue.SimpleQueue()
+        self.jobs: SimpleQueue[_Job] = SimpleQueue()
         self.workers = 0
         self.idle = 0
-        self.lock = _thread.allocate_lock()
+        self.lock = allocate_lock()
         self.idents: set[int] = set()
 
     def submit(self, job: _Job) -> None:
         with self.lock:
             if self.idle == 0 and self.workers < MAX_WORKERS:
                 self.workers += 1
-                _thread.start_new_thread(self._work, ())
+                start_new_thread(self._work, ())
         self.jobs.put(job)
 
     def _work(self) -> None:
-        self.idents.add(_thread.get_ident())
+        self.idents.add(get_ident())
         while True:
             with self.lock:
                 self.idle += 1
@@ -90,9 +94,14 @@ def _after_fork() -> None:
 os.register_at_fork(after_in_child=_after_fork)
 
 
+def worker_count() -> int:
+    """How many worker threads the pool started (they live until the process ends)."""
+    return _pool.workers
+
+
 def run_in_thread(fn: Callable[..., Any], *args: Any) -> Any:
     """Call ``fn(*args)`` in a worker thread, suspending only the current greenlet."""
-    if _thread.get_ident() in _pool.idents:
+    if get_ident() in _pool.idents:
         return fn(*args)  # already in a worker (a patched call inside a job)
     hub = get_hub()
     cur = getcurrent()

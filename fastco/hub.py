@@ -40,6 +40,7 @@ import os
 import sys
 import threading
 import traceback
+from _thread import get_ident as _thread_ident
 from collections.abc import Callable
 from typing import Any
 
@@ -161,7 +162,7 @@ class Hub(greenlet):
         greenlet.__init__(self, None, _root(getcurrent()))
         self._poller = p = _poller.make_poller(poller)
         self._closed = False
-        self.thread_ident = threading.get_ident()
+        self.thread_ident = _thread_ident()  # the OS thread's, even when patched
         core = self._core = HubCore(self, self.handle_error, self._loop_exit,
                                     p.fileno() if p.edge else -1, p)
         self.schedule = core.schedule

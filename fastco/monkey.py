@@ -12,10 +12,19 @@ by one) replaces, in the stdlib modules:
   ``FastcoSelector``; the selector classes already bound by ``socketserver``
   and ``subprocess`` are replaced too.
 
+- ``_thread``, ``threading`` (``patch_thread``): cooperative locks,
+  conditions, events, semaphores, barriers, ``local`` per task,
+  ``get_ident()`` per task, and ``threading.Thread`` running as a task
+  (fastco._thread, fastco.threading); with it ``queue``:
+- ``queue`` (``patch_queue``): cooperative ``Queue``, ``LifoQueue``,
+  ``PriorityQueue`` and ``SimpleQueue`` (fastco.queue).
+
 Patch as early as possible, before other modules bind the originals
 (``from socket import socket`` made before patching keeps the original).
-Threads, ``ssl`` and ``os`` are not patched.  The originals are kept:
-``get_original("socket", "socket")``.
+``ssl`` and ``os`` are not patched.  The originals are kept:
+``get_original("socket", "socket")``; ``get_original("threading", "Thread")``
+gives ``fastco.threading.RealThread``, a Thread that runs in an OS thread
+(the stdlib's class itself runs as a task once ``_thread`` is patched).
 """
 
 from __future__ import annotations
@@ -28,8 +37,10 @@ __all__ = [
     "get_original",
     "is_patched",
     "patch_all",
+    "patch_queue",
     "patch_select",
     "patch_socket",
+    "patch_thread",
     "patch_time",
 ]
 
@@ -105,8 +116,53 @@ def patch_select() -> None:
             _patch(mod, attr, co.FastcoSelector)
 
 
-def patch_all(socket: bool = True, time: bool = True, select: bool = True) -> None:
-    """Apply the patches chosen (all by default)."""
+def patch_thread() -> None:
+    """Tasks instead of threads: ``_thread``, ``threading`` and ``queue``
+    (see fastco.threading).  Call it first thing, in the main thread; again,
+    it does nothing.  Threads already running stay OS threads (their
+    ``join`` becomes cooperative)."""
+    import _thread as std_thread
+    import _threading_local
+    import threading as std_threading
+
+    from fastco import _thread as co_thread
+    from fastco import threading as co_threading
+    if "_thread" in _saved:
+        return
+    if std_thread.get_ident() != std_threading.main_thread().ident:
+        raise RuntimeError("patch_thread() must be called in the main thread "
+                           "(first thing in the program)")
+    for name in co_thread.PATCHED:
+        _patch(std_thread, name, getattr(co_thread, name))
+    for name in co_threading.PATCHED:
+        _patch(std_threading, name, getattr(co_threading, name))
+    _patch(_threading_local, "local", co_threading.local)
+    if std_threading.excepthook is std_threading.__excepthook__:
+        _patch(std_threading, "excepthook", co_threading.excepthook)
+    for module, name, value in co_threading._existing_locks():
+        _patch(module, name, value)
+    co_threading._adopt_existing()
+    # The stdlib's Thread runs as a task now: what keeps an OS thread is RealThread.
+    _saved["threading"]["Thread"] = co_threading.RealThread
+    patch_queue()
+
+
+def patch_queue() -> None:
+    """Cooperative ``queue.Queue``, ``LifoQueue``, ``PriorityQueue`` and ``SimpleQueue``."""
+    import queue as std
+
+    from fastco import queue as co
+    for name in co.PATCHED:
+        _patch(std, name, getattr(co, name))
+
+
+def patch_all(socket: bool = True, time: bool = True, select: bool = True,
+              thread: bool = True, queue: bool = True) -> None:
+    """Apply the patches chosen (all by default; ``thread`` includes ``queue``)."""
+    if thread:
+        patch_thread()
+    if queue:
+        patch_queue()
     if socket:
         patch_socket()
     if time:

@@ -58,6 +58,25 @@ def pipe():
     os.close(w)
 
 
+def run_threads_and_tasks(in_threads: list[tuple], in_tasks: list[tuple],
+                          timeout: float = 60) -> None:
+    """Run each ``(fn, *args)`` of ``in_threads`` in an OS thread (a
+    fastco RealThread) and each of ``in_tasks`` in a task, all at once;
+    wait for all of them and check that they succeeded."""
+    import fastco
+    from fastco.threading import RealThread
+    threads = [RealThread(target=fn, args=args) for fn, *args in in_threads]
+    for t in threads:
+        t.start()
+    tasks = [fastco.spawn(fn, *args) for fn, *args in in_tasks]
+    fastco.joinall(tasks, timeout=timeout)
+    for t in threads:
+        t.join(timeout)
+        assert not t.is_alive()
+    for task in tasks:
+        assert task.successful(), task.exception
+
+
 def free_port() -> int:
     """A loopback port that was free a moment ago (a server binds it next)."""
     with socket.socket() as s:
