@@ -20,6 +20,7 @@ Threads, ``ssl`` and ``os`` are not patched.  The originals are kept:
 
 from __future__ import annotations
 
+import importlib
 import sys
 from types import ModuleType
 from typing import Any
@@ -30,16 +31,23 @@ __all__ = [
     "patch_all",
     "patch_select",
     "patch_socket",
+    "patch_ssl",
     "patch_time",
 ]
 
 _MISSING = object()
-# module name -> {attribute: original value (or _MISSING if it had none)}
+# module name (or "module.Class") -> {attribute: original value (or _MISSING if it had none)}
 _saved: dict[str, dict[str, Any]] = {}
 
 
-def _patch(module: ModuleType, name: str, value: Any) -> None:
-    saved = _saved.setdefault(module.__name__, {})
+def _key(target: ModuleType | type) -> str:
+    if isinstance(target, ModuleType):
+        return target.__name__
+    return f"{target.__module__}.{target.__qualname__}"
+
+
+def _patch(module: ModuleType | type, name: str, value: Any) -> None:
+    saved = _saved.setdefault(_key(module), {})
     if name not in saved:
         saved[name] = getattr(module, name, _MISSING)
     setattr(module, name, value)
@@ -54,11 +62,18 @@ def _remove(module: ModuleType, name: str) -> None:
 
 
 def get_original(module_name: str, name: str) -> Any:
-    """The stdlib's own ``module_name.name``, whether patched or not."""
+    """The stdlib's own ``module_name.name``, whether patched or not
+    (``module_name`` may name a class: ``get_original("ssl.SSLContext",
+    "sslsocket_class")``)."""
     saved = _saved.get(module_name, {})
     if name in saved and saved[name] is not _MISSING:
         return saved[name]
-    return getattr(__import__(module_name), name)
+    try:
+        owner = importlib.import_module(module_name)
+    except ImportError:
+        parent, _, cls = module_name.rpartition(".")
+        owner = getattr(importlib.import_module(parent), cls)
+    return getattr(owner, name)
 
 
 def is_patched(module_name: str) -> bool:
@@ -105,7 +120,30 @@ def patch_select() -> None:
             _patch(mod, attr, co.FastcoSelector)
 
 
-def patch_all(socket: bool = True, time: bool = True, select: bool = True) -> None:
+def patch_ssl() -> None:
+    """Cooperative TLS: every ``ssl.SSLContext`` (those made before too) wraps
+    sockets as ``fastco.ssl.SSLSocket``, a subclass of ``ssl.SSLSocket``.
+    Warns about SSL sockets that were already open, which stay blocking.
+
+    The names ``ssl.SSLSocket`` and ``ssl.SSLContext`` stay the stdlib's
+    classes: the stdlib's methods look them up by name (``super(SSLSocket,
+    self)``), and a subclass bound there would recurse or fail."""
+    import ssl
+    import warnings
+
+    from fastco import socket as cosocket
+    from fastco import ssl as co
+    _patch(ssl.SSLContext, "sslsocket_class", co.SSLSocket)
+    _patch(ssl, "create_connection", cosocket.create_connection)
+    left = co.blocking_sockets()
+    if left:
+        warnings.warn(f"{len(left)} SSL socket(s) were opened before fastco.monkey.patch_ssl() "
+                      f"and stay blocking (e.g. {left[0]!r}): patch first thing",
+                      RuntimeWarning, stacklevel=2)
+
+
+def patch_all(socket: bool = True, time: bool = True, select: bool = True,
+              ssl: bool = True) -> None:
     """Apply the patches chosen (all by default)."""
     if socket:
         patch_socket()
@@ -113,3 +151,5 @@ def patch_all(socket: bool = True, time: bool = True, select: bool = True) -> No
         patch_time()
     if select:
         patch_select()
+    if ssl:
+        patch_ssl()
