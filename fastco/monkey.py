@@ -29,9 +29,11 @@ __all__ = [
     "get_original",
     "is_patched",
     "patch_all",
+    "patch_os",
     "patch_select",
     "patch_socket",
     "patch_ssl",
+    "patch_subprocess",
     "patch_time",
 ]
 
@@ -142,8 +144,26 @@ def patch_ssl() -> None:
                       RuntimeWarning, stacklevel=2)
 
 
+def patch_os() -> None:
+    """``os.waitpid`` and ``os.wait`` suspend only the current greenlet."""
+    import os
+
+    from fastco import os as co
+    for name in co.PATCHED:
+        _patch(os, name, getattr(co, name))
+
+
+def patch_subprocess() -> None:
+    """``subprocess.Popen`` (and so ``run``, ``call``, ``check_output``...)
+    is fastco.subprocess's: cooperative waits, pipes and ``communicate``."""
+    import subprocess
+
+    from fastco import subprocess as co
+    _patch(subprocess, "Popen", co.Popen)
+
+
 def patch_all(socket: bool = True, time: bool = True, select: bool = True,
-              ssl: bool = True) -> None:
+              ssl: bool = True, os: bool = True, subprocess: bool = True) -> None:
     """Apply the patches chosen (all by default)."""
     if socket:
         patch_socket()
@@ -153,3 +173,7 @@ def patch_all(socket: bool = True, time: bool = True, select: bool = True,
         patch_select()
     if ssl:
         patch_ssl()
+    if os:
+        patch_os()
+    if subprocess:
+        patch_subprocess()
