@@ -35,6 +35,7 @@ from fastco.hub import get_hub as _get_hub
 from fastco.hub import sleep as _sleep
 from fastco.hub import wait_read as _wait_read
 from fastco.hub import wait_write as _wait_write
+from fastco.sync import Event as _Event
 
 # The stdlib module's public names (not the modules it imported), then ours on top.
 __all__ = [name for name in dir(_std)
@@ -47,11 +48,14 @@ _CHUNK = 32768
 class _PipeIO(_io.RawIOBase):
     """One end of a pipe to a child, made non-blocking: reads and writes
     that would block wait in the hub.  It owns the stdlib's FileIO (which
-    answers None where it would block) and closes it."""
+    answers None where it would block) and closes it; closing it wakes a
+    task waiting on it with ``OSError(EBADF)``."""
 
     def __init__(self, file: _io.FileIO) -> None:
         super().__init__()
         self._file = file
+        self._waiters = 0
+        self._idle: _Event | None = None
         _os.set_blocking(file.fileno(), False)
 
     def readable(self) -> bool:
@@ -74,19 +78,28 @@ class _PipeIO(_io.RawIOBase):
     def mode(self) -> str:
         return self._file.mode
 
+    def _wait(self, wait: Any) -> None:
+        self._waiters += 1
+        try:
+            wait(self._file.fileno())
+        finally:
+            self._waiters -= 1
+            if self._waiters == 0 and self._idle is not None:
+                self._idle.set()
+
     def readinto(self, buffer: Any) -> int:
         while True:
             n = self._file.readinto(buffer)
             if n is not None:
                 return n
-            _wait_read(self._file.fileno())
+            self._wait(_wait_read)
 
     def write(self, data: Any) -> int:
         while True:
             n = self._file.write(data)
             if n is not None:
                 return n
-            _wait_write(self._file.fileno())
+            self._wait(_wait_write)
 
     def close(self) -> None:
         if not self.closed:
@@ -95,6 +108,46 @@ class _PipeIO(_io.RawIOBase):
                 if hub is not None:
                     hub.close_fd(self._file.fileno())   # wakes its waiters with EBADF
             self._file.close()
+        super().close()
+
+    def close_under(self) -> None:
+        """Close, from another task than the one waiting in a read or write
+        of the buffered stream above (which holds that stream's lock), and
+        wait until that task has left it."""
+        if self._waiters:
+            self._idle = _Event()
+            self.close()
+            self._idle.wait()
+            self._idle = None
+
+
+# io's buffered streams hold a lock while they read or write: another task
+# closing one while a task is suspended in it would fail as a reentrant call.
+# These close the pipe end first (waking that task with EBADF) and wait for
+# it to leave; the stream, whose raw end is then closed, closes at once.
+
+class _BufferedReader(_io.BufferedReader):
+    """io.BufferedReader whose close() wakes a task suspended in its read."""
+
+    def close(self) -> None:
+        self.raw.close_under()
+        super().close()
+
+
+class _BufferedWriter(_io.BufferedWriter):
+    """io.BufferedWriter whose close() wakes a task suspended in its write."""
+
+    def close(self) -> None:
+        self.raw.close_under()
+        super().close()
+
+
+class _TextIOWrapper(_io.TextIOWrapper):
+    """io.TextIOWrapper whose close() wakes a task suspended in its read or
+    write (instead of first flushing through the buffered stream's lock)."""
+
+    def close(self) -> None:
+        getattr(self.buffer, "raw", self.buffer).close_under()
         super().close()
 
 
@@ -109,10 +162,10 @@ def _cooperative(stream: Any, bufsize: int) -> Any:
     else:
         raw = _PipeIO(binary.detach())
         size = bufsize if bufsize > 1 else _io.DEFAULT_BUFFER_SIZE
-        cls = _io.BufferedWriter if raw.writable() else _io.BufferedReader
+        cls = _BufferedWriter if raw.writable() else _BufferedReader
         new = cls(raw, size)
     if text is not None:
-        new = _io.TextIOWrapper(new, encoding=text.encoding, errors=text.errors,
+        new = _TextIOWrapper(new, encoding=text.encoding, errors=text.errors,
                                 line_buffering=text.line_buffering,
                                 write_through=text.write_through)
     return new
