@@ -12,6 +12,8 @@ from types import FrameType
 
 import pytest
 
+import realservers
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -127,71 +129,31 @@ def any_hub(request):
 
 
 # ---------------------------------------------------------------------------
-# TLS: a throw-away CA and a server certificate for localhost / 127.0.0.1.
+# Real servers (tests/realservers.py): TLS certificates, redis-server, PostgreSQL.
 
-class TlsCerts:
-    """Paths of the PEM files the TLS tests use: ``ca`` (the CA's
-    certificate, to verify with), ``server`` (the server's certificate and
-    key, signed by the CA, for localhost and 127.0.0.1), ``other`` (a
-    certificate and key for another name, signed by the same CA)."""
-
-    def __init__(self, directory: Path) -> None:
-        self.ca = directory / "ca.pem"
-        self.server = directory / "server.pem"
-        self.other = directory / "other.pem"
-
-
-def make_tls_certs(directory: Path) -> TlsCerts:
-    """Make a CA and two certificates it signs, into ``directory``."""
-    import datetime
-    import ipaddress
-
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-
-    now = datetime.datetime.now(datetime.timezone.utc)
-    valid = (now - datetime.timedelta(days=1), now + datetime.timedelta(days=30))
-
-    def builder(subject: str, issuer: str, key):
-        return (x509.CertificateBuilder()
-                .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)]))
-                .issuer_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, issuer)]))
-                .public_key(key.public_key()).serial_number(x509.random_serial_number())
-                .not_valid_before(valid[0]).not_valid_after(valid[1]))
-
-    def pem(cert, key=None) -> bytes:
-        out = cert.public_bytes(serialization.Encoding.PEM)
-        if key is not None:
-            out += key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                     serialization.NoEncryption())
-        return out
-
-    ca_key = ec.generate_private_key(ec.SECP256R1())
-    ca = (builder("fastco test CA", "fastco test CA", ca_key)
-          .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-          .add_extension(x509.KeyUsage(digital_signature=True, key_cert_sign=True, crl_sign=True,
-                                       content_commitment=False, key_encipherment=False,
-                                       data_encipherment=False, key_agreement=False,
-                                       encipher_only=False, decipher_only=False), critical=True)
-          .sign(ca_key, hashes.SHA256()))
-    certs = TlsCerts(directory)
-    certs.ca.write_bytes(pem(ca))
-    for path, names in ((certs.server, ["localhost", "127.0.0.1"]),
-                        (certs.other, ["other.example"])):
-        key = ec.generate_private_key(ec.SECP256R1())
-        sans = [x509.IPAddress(ipaddress.ip_address(n)) if n[0].isdigit() else x509.DNSName(n)
-                for n in names]
-        cert = (builder(names[0], "fastco test CA", key)
-                .add_extension(x509.SubjectAlternativeName(sans), critical=False)
-                .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-                .sign(ca_key, hashes.SHA256()))
-        path.write_bytes(pem(cert, key))
-    return certs
+@pytest.fixture(scope="session")
+def tls_certs(tmp_path_factory) -> realservers.TlsCerts:
+    """A CA and server certificates made for this test session."""
+    return realservers.make_tls_certs(tmp_path_factory.mktemp("tls"))
 
 
 @pytest.fixture(scope="session")
-def tls_certs(tmp_path_factory) -> TlsCerts:
-    """A CA and server certificates made for this test session."""
-    return make_tls_certs(tmp_path_factory.mktemp("tls"))
+def redis_server() -> realservers.RedisServer:
+    """A redis-server on a free loopback port, for the session (skips if
+    the redis-server program is not installed)."""
+    skip = realservers.RedisServer.missing()
+    if skip:
+        pytest.skip(skip)
+    with realservers.RedisServer() as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> realservers.PostgresServer:
+    """A PostgreSQL server in a temporary directory, on a free loopback
+    port, for the session (skips if PostgreSQL is not installed)."""
+    skip = realservers.PostgresServer.missing()
+    if skip:
+        pytest.skip(skip)
+    with realservers.PostgresServer() as server:
+        yield server
