@@ -1,7 +1,8 @@
 """Monkey patching: make unmodified blocking stdlib code cooperate with the hub.
 
-``patch_all()`` (or ``patch_socket``, ``patch_time``, ``patch_select`` one
-by one) replaces, in the stdlib modules:
+``patch_all()`` (or ``patch_socket``, ``patch_time``, ``patch_select``,
+``patch_ssl``, ``patch_os``, ``patch_subprocess`` one by one) replaces, in the
+stdlib modules:
 
 - ``socket``: ``socket``, ``socketpair``, ``fromfd``, ``create_connection``,
   ``create_server`` and the name resolution functions, by fastco.socket's;
@@ -10,12 +11,19 @@ by one) replaces, in the stdlib modules:
   ``select.epoll`` (and devpoll/kqueue), and makes every ``selectors``
   selector class (and ``DefaultSelector``) the cooperative
   ``FastcoSelector``; the selector classes already bound by ``socketserver``
-  and ``subprocess`` are replaced too.
+  and ``subprocess`` are replaced too;
+- ``ssl``: ``SSLContext.sslsocket_class`` (on the stdlib class, so that
+  contexts made before patching are covered) by ``fastco.ssl.SSLSocket``, and
+  ``ssl.create_connection``;
+- ``os.waitpid`` and ``os.wait`` by fastco.os's;
+- ``subprocess.Popen`` by fastco.subprocess's (``run``, ``call``,
+  ``check_output``... of the stdlib then use it).
 
+Each module's logic lives in its fastco module; this one only wires them.
 Patch as early as possible, before other modules bind the originals
 (``from socket import socket`` made before patching keeps the original).
-Threads, ``ssl`` and ``os`` are not patched.  The originals are kept:
-``get_original("socket", "socket")``.
+Patching twice changes nothing.  Threads are not patched.  The originals are
+kept: ``get_original("socket", "socket")``.
 """
 
 from __future__ import annotations
