@@ -71,9 +71,13 @@ def make_tls_certs(directory: Path) -> TlsCerts:
                                      serialization.NoEncryption())
         return out
 
+    # Key identifiers too: Python 3.13's default contexts verify strictly
+    # (VERIFY_X509_STRICT), which requires them.
     ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca_ski = x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key())
     ca = (builder("fastco test CA", "fastco test CA", ca_key)
           .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+          .add_extension(ca_ski, critical=False)
           .add_extension(x509.KeyUsage(digital_signature=True, key_cert_sign=True, crl_sign=True,
                                        content_commitment=False, key_encipherment=False,
                                        data_encipherment=False, key_agreement=False,
@@ -89,6 +93,10 @@ def make_tls_certs(directory: Path) -> TlsCerts:
         cert = (builder(names[0], "fastco test CA", key)
                 .add_extension(x509.SubjectAlternativeName(sans), critical=False)
                 .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+                .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()),
+                               critical=False)
+                .add_extension(x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(
+                    ca_ski), critical=False)
                 .sign(ca_key, hashes.SHA256()))
         path.write_bytes(pem(cert, key))
     return certs
