@@ -7,13 +7,15 @@ gevent's ``patch_all``), then serves commands, one per line on stdin, with
 the same client code for both libraries:
 
     redis PORT TASKS        connect TASKS tasks' worth of redis-py connections
-    https PORT CA TASKS     one requests.Session (keep-alive) per task
-    run redis|https N       each task does N operations, all tasks at once;
-                            answers "ok OPS" once every result was checked
+    https PORT CA TASKS     one requests.Session and one urllib3
+                            HTTPSConnectionPool (keep-alive) per task
+    run KIND N              each task does N operations of KIND (redis,
+                            requests, urllib3), all tasks at once; answers
+                            "ok OPS" once every result was checked
 
 A redis operation is one command (a SET, then a GET of what was set, by
-redis-py's connection pool); an https operation is one GET on the task's
-keep-alive session.  The process stays up between commands so that what is
+redis-py's connection pool); a requests or urllib3 operation is one GET on
+the task's keep-alive session or pool.  The process stays up between commands so that what is
 timed (by bench/test_bench_net.py, around ``run``) is the requests, not the
 interpreter's start or the connections' handshakes.
 """
@@ -45,6 +47,7 @@ def main(argv: list[str]) -> int:
 
     import redis
     import requests
+    import urllib3
 
     state: dict = {}
 
@@ -67,8 +70,18 @@ def main(argv: list[str]) -> int:
                 raise AssertionError(f"bad answer {resp.status_code} {resp.text[:50]!r}")
         return n
 
+    def urllib3_worker(i: int, n: int) -> int:
+        pool = state["pools"][i]
+        for j in range(n):
+            resp = pool.request("GET", f"/{i}/{j}", timeout=30)
+            if resp.status != 200 or resp.data != f"hello /{i}/{j}".encode():
+                raise AssertionError(f"bad answer {resp.status} {resp.data[:50]!r}")
+        return n
+
+    workers = {"redis": redis_worker, "requests": https_worker, "urllib3": urllib3_worker}
+
     def run(kind: str, n: int) -> int:
-        worker = redis_worker if kind == "redis" else https_worker
+        worker = workers[kind]
         tasks = [spawn(worker, i, n) for i in range(state["tasks"])]
         joinall(tasks, raise_error=True)
         return sum(t.value for t in tasks)
@@ -87,7 +100,11 @@ def main(argv: list[str]) -> int:
             state["url"] = f"https://localhost:{words[1]}"
             state["ca"] = words[2]
             state["sessions"] = [requests.Session() for _ in range(state["tasks"])]
-            run("https", 1)            # handshakes, once per session
+            state["pools"] = [urllib3.HTTPSConnectionPool("localhost", int(words[1]), maxsize=1,
+                                                          ca_certs=words[2])
+                              for _ in range(state["tasks"])]
+            run("requests", 1)         # handshakes, once per session
+            run("urllib3", 1)
         elif words[0] == "run":
             print("ok", run(words[1], int(words[2])), flush=True)
             continue
