@@ -71,11 +71,13 @@ class SSLSocket(_std.SSLSocket, _cosocket.socket):
 
     # -- waiting -------------------------------------------------------
 
-    def _ssl_wait(self, event: int, deadline: float | None, what: str) -> float | None:
+    def _ssl_wait(self, event: int, deadline: float | None, what: str,
+                  timeout: Any = _GLOBAL_DEFAULT_TIMEOUT) -> float | None:
         """Wait until the fd is ready for ``event`` after OpenSSL asked for
-        it; returns the call's deadline (made on its first wait) or raises
+        it; returns the call's deadline (made on its first wait from the
+        socket's timeout, or ``timeout`` if given) or raises
         ``socket.timeout`` naming the operation ``what``."""
-        t = self._timeout
+        t = self._timeout if timeout is _GLOBAL_DEFAULT_TIMEOUT else timeout
         remaining = None
         if t is not None:
             now = _monotonic()
@@ -99,23 +101,24 @@ class SSLSocket(_std.SSLSocket, _cosocket.socket):
     # -- the handshake -------------------------------------------------
 
     def do_handshake(self, block: bool = False) -> None:
-        """Perform the TLS handshake, waiting cooperatively (a non-blocking
-        socket raises SSLWantReadError/SSLWantWriteError unless ``block``)."""
+        """Perform the TLS handshake, waiting cooperatively.  A non-blocking
+        socket raises SSLWantReadError/SSLWantWriteError, unless ``block``
+        (then it waits with no timeout, as the stdlib's)."""
         self._check_connected()
-        nonblocking = self._timeout == 0.0 and not block
+        timeout = self._timeout
+        if timeout == 0.0:
+            if not block:
+                return self._sslobj_or_raise("Handshake").do_handshake()
+            timeout = None
         deadline = None
         while True:
             try:
                 return self._sslobj_or_raise("Handshake").do_handshake()
             except SSLWantReadError:
-                if nonblocking:
-                    raise
                 event = _READ
             except SSLWantWriteError:
-                if nonblocking:
-                    raise
                 event = _WRITE
-            deadline = self._ssl_wait(event, deadline if not block else None, "handshake")
+            deadline = self._ssl_wait(event, deadline, "handshake", timeout)
 
     # -- reading and writing ---------------------------------------------
 
@@ -208,12 +211,6 @@ class SSLSocket(_std.SSLSocket, _cosocket.socket):
                 raise ValueError("No SSL wrapper around " + str(self))
         self._sslobj = None
         return plain
-
-    def sendfile(self, file: Any, offset: int = 0, count: int | None = None) -> int:
-        """Send a file through the TLS channel (read and sent in chunks)."""
-        if self._sslobj is None:
-            return _cosocket.socket.sendfile(self, file, offset, count)
-        return self._sendfile_use_send(file, offset, count)
 
 
 class SSLContext(_std.SSLContext):

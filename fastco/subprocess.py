@@ -229,7 +229,7 @@ class Popen(_std.Popen):
                      orig_timeout: float | None) -> tuple[Any, Any]:
         """Write ``input`` and read stdout/stderr until EOF, all at once, in
         the hub (the stdlib's bookkeeping, so that a call after
-        TimeoutExpired goes on where this one stopped)."""
+        TimeoutExpired goes on where this one stopped, input included)."""
         if self.stdin and not self._communication_started:
             try:
                 self.stdin.flush()
@@ -245,7 +245,10 @@ class Popen(_std.Popen):
         stdout = self._fileobj2output[self.stdout] if self.stdout else None
         stderr = self._fileobj2output[self.stderr] if self.stderr else None
         self._save_input(input)
-        writing = bool(self.stdin and input and not self.stdin.closed)
+        # What is left of the input (after a TimeoutExpired too: the stdlib
+        # would stop writing there, and the child wait for the rest).
+        writing = bool(self.stdin and not self.stdin.closed and self._input
+                       and self._input_offset < len(self._input))
         readers = [f for f in (self.stdout, self.stderr) if f and not f.closed]
         while writing or readers:
             moved = False

@@ -126,6 +126,35 @@ def test_explicit_do_handshake(ctx) -> None:
         assert s.recv(4) == b"ping"
 
 
+def test_blocking_handshake_on_a_non_blocking_socket_and_sendfile(ctx, tmp_path) -> None:
+    a, b = socket.socketpair()
+    c = ctx.client.wrap_socket(a, server_hostname="localhost", do_handshake_on_connect=False)
+    s = ctx.server.wrap_socket(b, server_side=True, do_handshake_on_connect=False)
+    with c, s:
+        c.setblocking(False)
+        with pytest.raises(ssl.SSLWantReadError):
+            c.do_handshake()
+        t = fastco.spawn(s.do_handshake)
+        c.do_handshake(block=True)                   # waits, with no timeout
+        t.get(timeout=5)
+        assert c.gettimeout() == 0.0 and c.version() == "TLSv1.3"
+        c.setblocking(True)
+        data = os.urandom(300_000)
+        path = tmp_path / "data"
+        path.write_bytes(data)
+
+        def receive() -> bytes:
+            got = bytearray()
+            while len(got) < len(data):
+                got += s.recv(65536)
+            return bytes(got)
+
+        r = fastco.spawn(receive)
+        with open(path, "rb") as f:
+            assert c.sendfile(f) == len(data)
+        assert r.get(timeout=5) == data
+
+
 def test_makefile(ctx) -> None:
     client, server = tls_pair(ctx)
     with client, server:

@@ -98,6 +98,18 @@ def test_communicate_timeout_keeps_the_output_for_the_next_call() -> None:
     assert p.returncode == 0
 
 
+def test_communicate_after_a_timeout_sends_the_rest_of_the_input() -> None:
+    code = ("import sys, time\n"
+            "time.sleep(0.3)\n"
+            "sys.stdout.buffer.write(sys.stdin.buffer.read()[::-1])\n")
+    data = os.urandom(1 << 20)                       # more than a pipe holds
+    p = cosp.Popen([PY, "-c", code], stdin=cosp.PIPE, stdout=cosp.PIPE)
+    with pytest.raises(subprocess.TimeoutExpired):
+        p.communicate(data, timeout=0.1)
+    out, err = p.communicate(timeout=20)
+    assert out == data[::-1] and err is None and p.returncode == 0
+
+
 def test_text_mode_pipes_and_line_by_line() -> None:
     p = cosp.Popen(["cat"], stdin=cosp.PIPE, stdout=cosp.PIPE, text=True, bufsize=1)
     replies = []
