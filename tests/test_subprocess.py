@@ -207,16 +207,9 @@ def test_module_mirrors_the_stdlib() -> None:
 def test_os_waitpid_on_a_pidfd_and_by_polling() -> None:
     ticks: list = []
     t = ticker(ticks)
-    pids = []
-    for status in (3, 4):
-        pid = os.fork()
-        if pid == 0:
-            try:
-                import time
-                time.sleep(0.2)
-            finally:
-                os._exit(status)
-        pids.append(pid)
+    # posix_spawn rather than fork: this process may have threads by now.
+    pids = [os.posix_spawnp("sh", ["sh", "-c", f"sleep 0.2; exit {status}"], os.environ)
+            for status in (3, 4)]
     assert coos.waitpid(pids[0], os.WNOHANG) == (0, 0)   # WNOHANG: the stdlib's, at once
     pid, sts = coos.waitpid(pids[0], 0)             # one child: its pidfd
     assert (pid, os.waitstatus_to_exitcode(sts)) == (pids[0], 3)
