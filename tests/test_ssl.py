@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import hashlib
+import json
 import os
 import ssl
 import sys
@@ -14,7 +15,7 @@ import pytest
 
 import fastco
 import fastco.ssl as cossl
-from conftest import run_python
+from conftest import PROC_STATS, run_python
 from fastco import socket
 
 pytestmark = pytest.mark.usefixtures("hub")
@@ -395,6 +396,66 @@ def test_no_fd_or_socket_left_after_many_connections(ctx) -> None:
             with c, s:
                 pass
     assert fds() <= before
+
+
+def test_tls_connections_in_a_loop_leave_memory_and_fds_flat(tls_certs) -> None:
+    # Each cycle: a handshake, a timed-out read, data both ways, a reader
+    # woken by close, an unwrap on every other connection.
+    code = PROC_STATS + textwrap.dedent(f"""
+        import gc, json, ssl
+        import fastco, fastco.ssl
+        from fastco import socket
+        server_ctx = fastco.ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        server_ctx.load_cert_chain({str(tls_certs.server)!r})
+        client_ctx = fastco.ssl.create_default_context(cafile={str(tls_certs.ca)!r})
+
+        def cycle(i):
+            a, b = socket.socketpair()
+            t = fastco.spawn(server_ctx.wrap_socket, b, server_side=True)
+            c = client_ctx.wrap_socket(a, server_hostname="localhost")
+            s = t.get()
+            c.settimeout(0.0001)
+            try:
+                c.recv(1)
+            except socket.timeout:
+                pass
+            c.settimeout(None)
+            s.sendall(b"x" * 5000)
+            assert len(c.recv(10000)) == 5000
+            if i % 2:
+                u = fastco.spawn(s.unwrap)
+                c.unwrap()
+                u.get()
+            else:
+                def read():
+                    try:
+                        s.recv(10)
+                    except OSError as exc:       # EBADF: closed under it
+                        return exc.errno
+                reader = fastco.spawn(read)
+                fastco.sleep(0)
+                s.close()
+                assert reader.get() == 9
+            c.close()
+            s.close()
+
+        for i in range(100):
+            cycle(i)
+        gc.collect()
+        r0, f0 = rss(), fds()
+        for i in range(1000):
+            cycle(i)
+        gc.collect()
+        print(json.dumps({{"rss0": r0, "rss1": rss(), "fds0": f0, "fds1": fds(),
+                          "hub": repr(fastco.get_hub())}}))
+    """)
+    proc = run_python(code=code, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "Traceback" not in proc.stderr, proc.stderr[-3000:]
+    m = json.loads(proc.stdout.splitlines()[-1])
+    assert m["fds1"] == m["fds0"], m
+    assert m["rss1"] <= m["rss0"] * 1.10 + 1024 * 1024, m
+    assert "timers=0" in m["hub"] and "fd_waiters=0" in m["hub"], m
 
 
 def _run(code: str) -> str:

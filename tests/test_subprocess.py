@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import json
 import os
 import subprocess
 import sys
@@ -14,7 +15,7 @@ import pytest
 import fastco
 import fastco.os as coos
 import fastco.subprocess as cosp
-from conftest import run_python
+from conftest import PROC_STATS, run_python
 
 pytestmark = pytest.mark.usefixtures("hub")
 
@@ -234,6 +235,60 @@ def test_no_fd_left_after_many_children() -> None:
         with cosp.Popen(["cat"], stdin=cosp.PIPE, stdout=cosp.PIPE) as p:
             p.stdin.write(b"x")
     assert fds() == before
+
+
+def test_wait_polls_where_there_is_no_pidfd(monkeypatch) -> None:
+    monkeypatch.setattr(coos, "_pidfd_works", False)
+    ticks: list = []
+    t = ticker(ticks)
+    assert cosp.run(["sh", "-c", "sleep 0.2; exit 6"]).returncode == 6
+    assert len(ticks) >= 10
+    p = cosp.Popen(["sleep", "10"])
+    with pytest.raises(subprocess.TimeoutExpired):
+        p.wait(timeout=0.1)
+    p.kill()
+    assert p.wait(timeout=5) == -9
+    t.kill()
+
+
+def test_children_in_a_loop_leave_memory_and_fds_flat() -> None:
+    code = PROC_STATS + textwrap.dedent("""
+        import gc, json
+        import fastco
+        from fastco import subprocess
+
+        def cycle(i):
+            assert subprocess.run(["cat"], input=b"x%d" % i, capture_output=True).stdout \
+                == b"x%d" % i
+            with subprocess.Popen(["sleep", "5"], stdout=subprocess.PIPE, text=True) as p:
+                def read():
+                    try:
+                        p.stdout.read()
+                    except OSError as exc:       # EBADF: closed under it
+                        return exc.errno
+                reader = fastco.spawn(read)
+                fastco.sleep(0)
+                p.stdout.close()
+                assert reader.get() == 9
+                p.kill()
+
+        for i in range(30):
+            cycle(i)
+        gc.collect()
+        r0, f0 = rss(), fds()
+        for i in range(300):
+            cycle(i)
+        gc.collect()
+        print(json.dumps({"rss0": r0, "rss1": rss(), "fds0": f0, "fds1": fds(),
+                          "hub": repr(fastco.get_hub())}))
+    """)
+    proc = run_python(code=code, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "Traceback" not in proc.stderr, proc.stderr[-3000:]
+    m = json.loads(proc.stdout.splitlines()[-1])
+    assert m["fds1"] == m["fds0"], m
+    assert m["rss1"] <= m["rss0"] * 1.10 + 1024 * 1024, m
+    assert "timers=0" in m["hub"] and "fd_waiters=0" in m["hub"], m
 
 
 def _run(code: str) -> str:
