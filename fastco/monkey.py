@@ -138,6 +138,7 @@ def patch_ssl() -> None:
     The names ``ssl.SSLSocket`` and ``ssl.SSLContext`` stay the stdlib's
     classes: the stdlib's methods look them up by name (``super(SSLSocket,
     self)``), and a subclass bound there would recurse or fail."""
+    imported_before = "ssl" in sys.modules   # else no SSL socket can be open yet
     import ssl
     import warnings
 
@@ -145,7 +146,7 @@ def patch_ssl() -> None:
     from fastco import ssl as co
     _patch(ssl.SSLContext, "sslsocket_class", co.SSLSocket)
     _patch(ssl, "create_connection", cosocket.create_connection)
-    left = co.blocking_sockets()
+    left = co.blocking_sockets() if imported_before else []
     if left:
         warnings.warn(f"{len(left)} SSL socket(s) were opened before fastco.monkey.patch_ssl() "
                       f"and stay blocking (e.g. {left[0]!r}): patch first thing",
