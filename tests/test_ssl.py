@@ -258,7 +258,7 @@ def test_sni_and_hostname_checking(ctx, tls_certs) -> None:
         t.get(timeout=5)
 
 
-def test_close_wakes_a_reader_with_an_error(ctx) -> None:
+def test_close_wakes_a_reader_or_writer_with_an_error(ctx) -> None:
     client, server = tls_pair(ctx)
     reader = fastco.spawn(client.recv, 100)
     fastco.sleep(0.01)                               # the reader now waits in the hub
@@ -268,6 +268,17 @@ def test_close_wakes_a_reader_with_an_error(ctx) -> None:
     assert isinstance(reader.exception, OSError)
     assert reader.exception.errno == errno.EBADF
     server.close()
+    # A writer blocked on a peer that does not read: woken the same way.
+    client, server = tls_pair(ctx)
+    big = b"z" * (16 << 20)
+    writer = fastco.spawn(lambda: server.sendall(big))
+    fastco.sleep(0.02)
+    assert not writer.ready()
+    server.close()
+    writer.join(timeout=5)
+    assert isinstance(writer.exception, OSError)
+    assert writer.exception.errno == errno.EBADF
+    client.close()
 
 
 def test_non_blocking_mode_raises_want_read(ctx) -> None:
