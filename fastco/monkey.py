@@ -1,7 +1,8 @@
 """Monkey patching: make unmodified blocking stdlib code cooperate with the hub.
 
-``patch_all()`` (or ``patch_socket``, ``patch_time``, ``patch_select`` one
-by one) replaces, in the stdlib modules:
+``patch_all()`` (or ``patch_socket``, ``patch_time``, ``patch_select``,
+``patch_thread``, ``patch_queue``, ``patch_ssl``, ``patch_os``,
+``patch_subprocess`` one by one) replaces, in the stdlib modules:
 
 - ``socket``: ``socket``, ``socketpair``, ``fromfd``, ``create_connection``,
   ``create_server`` and the name resolution functions, by fastco.socket's;
@@ -10,7 +11,13 @@ by one) replaces, in the stdlib modules:
   ``select.epoll`` (and devpoll/kqueue), and makes every ``selectors``
   selector class (and ``DefaultSelector``) the cooperative
   ``FastcoSelector``; the selector classes already bound by ``socketserver``
-  and ``subprocess`` are replaced too.
+  and ``subprocess`` are replaced too;
+- ``ssl``: ``SSLContext.sslsocket_class`` (on the stdlib class, so that
+  contexts made before patching are covered) by ``fastco.ssl.SSLSocket``, and
+  ``ssl.create_connection``;
+- ``os.waitpid`` and ``os.wait`` by fastco.os's;
+- ``subprocess.Popen`` by fastco.subprocess's (``run``, ``call``,
+  ``check_output``... of the stdlib then use it).
 
 - ``_thread``, ``threading`` (``patch_thread``): cooperative locks,
   conditions, events, semaphores, barriers, ``local`` per task,
@@ -21,14 +28,17 @@ by one) replaces, in the stdlib modules:
 
 Patch as early as possible, before other modules bind the originals
 (``from socket import socket`` made before patching keeps the original).
-``ssl`` and ``os`` are not patched.  The originals are kept:
+The originals are kept:
 ``get_original("socket", "socket")``; ``get_original("threading", "Thread")``
 gives ``fastco.threading.RealThread``, a Thread that runs in an OS thread
 (the stdlib's class itself runs as a task once ``_thread`` is patched).
+Each module's logic lives in its fastco module; this one only wires them.
+Patching twice changes nothing.
 """
 
 from __future__ import annotations
 
+import importlib
 import sys
 from types import ModuleType
 from typing import Any
@@ -37,20 +47,29 @@ __all__ = [
     "get_original",
     "is_patched",
     "patch_all",
+    "patch_os",
     "patch_queue",
     "patch_select",
     "patch_socket",
+    "patch_ssl",
+    "patch_subprocess",
     "patch_thread",
     "patch_time",
 ]
 
 _MISSING = object()
-# module name -> {attribute: original value (or _MISSING if it had none)}
+# module name (or "module.Class") -> {attribute: original value (or _MISSING if it had none)}
 _saved: dict[str, dict[str, Any]] = {}
 
 
-def _patch(module: ModuleType, name: str, value: Any) -> None:
-    saved = _saved.setdefault(module.__name__, {})
+def _key(target: ModuleType | type) -> str:
+    if isinstance(target, ModuleType):
+        return target.__name__
+    return f"{target.__module__}.{target.__qualname__}"
+
+
+def _patch(module: ModuleType | type, name: str, value: Any) -> None:
+    saved = _saved.setdefault(_key(module), {})
     if name not in saved:
         saved[name] = getattr(module, name, _MISSING)
     setattr(module, name, value)
@@ -65,11 +84,18 @@ def _remove(module: ModuleType, name: str) -> None:
 
 
 def get_original(module_name: str, name: str) -> Any:
-    """The stdlib's own ``module_name.name``, whether patched or not."""
+    """The stdlib's own ``module_name.name``, whether patched or not
+    (``module_name`` may name a class: ``get_original("ssl.SSLContext",
+    "sslsocket_class")``)."""
     saved = _saved.get(module_name, {})
     if name in saved and saved[name] is not _MISSING:
         return saved[name]
-    return getattr(__import__(module_name), name)
+    try:
+        owner = importlib.import_module(module_name)
+    except ImportError:
+        parent, _, cls = module_name.rpartition(".")
+        owner = getattr(importlib.import_module(parent), cls)
+    return getattr(owner, name)
 
 
 def is_patched(module_name: str) -> bool:
@@ -156,8 +182,50 @@ def patch_queue() -> None:
         _patch(std, name, getattr(co, name))
 
 
+def patch_ssl() -> None:
+    """Cooperative TLS: every ``ssl.SSLContext`` (those made before too) wraps
+    sockets as ``fastco.ssl.SSLSocket``, a subclass of ``ssl.SSLSocket``.
+    Warns about SSL sockets that were already open, which stay blocking.
+
+    The names ``ssl.SSLSocket`` and ``ssl.SSLContext`` stay the stdlib's
+    classes: the stdlib's methods look them up by name (``super(SSLSocket,
+    self)``), and a subclass bound there would recurse or fail."""
+    imported_before = "ssl" in sys.modules   # else no SSL socket can be open yet
+    import ssl
+    import warnings
+
+    from fastco import socket as cosocket
+    from fastco import ssl as co
+    _patch(ssl.SSLContext, "sslsocket_class", co.SSLSocket)
+    _patch(ssl, "create_connection", cosocket.create_connection)
+    left = co.blocking_sockets() if imported_before else []
+    if left:
+        warnings.warn(f"{len(left)} SSL socket(s) were opened before fastco.monkey.patch_ssl() "
+                      f"and stay blocking (e.g. {left[0]!r}): patch first thing",
+                      RuntimeWarning, stacklevel=2)
+
+
+def patch_os() -> None:
+    """``os.waitpid`` and ``os.wait`` suspend only the current greenlet."""
+    import os
+
+    from fastco import os as co
+    for name in co.PATCHED:
+        _patch(os, name, getattr(co, name))
+
+
+def patch_subprocess() -> None:
+    """``subprocess.Popen`` (and so ``run``, ``call``, ``check_output``...)
+    is fastco.subprocess's: cooperative waits, pipes and ``communicate``."""
+    import subprocess
+
+    from fastco import subprocess as co
+    _patch(subprocess, "Popen", co.Popen)
+
+
 def patch_all(socket: bool = True, time: bool = True, select: bool = True,
-              thread: bool = True, queue: bool = True) -> None:
+              thread: bool = True, queue: bool = True, ssl: bool = True,
+              os: bool = True, subprocess: bool = True) -> None:
     """Apply the patches chosen (all by default; ``thread`` includes ``queue``)."""
     if thread:
         patch_thread()
@@ -169,3 +237,9 @@ def patch_all(socket: bool = True, time: bool = True, select: bool = True,
         patch_time()
     if select:
         patch_select()
+    if ssl:
+        patch_ssl()
+    if os:
+        patch_os()
+    if subprocess:
+        patch_subprocess()

@@ -12,6 +12,8 @@ from types import FrameType
 
 import pytest
 
+import realservers
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -143,3 +145,34 @@ def hub():
 def any_hub(request):
     """The `hub` fixture, once per poller backend (epoll, poll, select)."""
     yield from _fresh_hub(request.param)
+
+
+# ---------------------------------------------------------------------------
+# Real servers (tests/realservers.py): TLS certificates, redis-server, PostgreSQL.
+
+@pytest.fixture(scope="session")
+def tls_certs(tmp_path_factory) -> realservers.TlsCerts:
+    """A CA and server certificates made for this test session."""
+    return realservers.make_tls_certs(tmp_path_factory.mktemp("tls"))
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> realservers.RedisServer:
+    """A redis-server on a free loopback port, for the session (skips if
+    the redis-server program is not installed)."""
+    skip = realservers.RedisServer.missing()
+    if skip:
+        pytest.skip(skip)
+    with realservers.RedisServer() as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> realservers.PostgresServer:
+    """A PostgreSQL server in a temporary directory, on a free loopback
+    port, for the session (skips if PostgreSQL is not installed)."""
+    skip = realservers.PostgresServer.missing()
+    if skip:
+        pytest.skip(skip)
+    with realservers.PostgresServer() as server:
+        yield server
