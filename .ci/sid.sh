@@ -79,10 +79,13 @@ create() {
     if [ -f "$ROOT/$READY" ]; then
         if [ "$(cat "$ROOT/$READY")" != "$PACKAGES" ]; then
             echo "sid.sh: $ROOT: installing the current package list"
-            unshare --mount --propagation private -- bash "$SELF" _chroot apt-get update -q
+            # The mirror may serve a snapshot whose Release file has expired.
+            unshare --mount --propagation private -- bash "$SELF" _chroot \
+                apt-get -o Acquire::Check-Valid-Until=false update -q
             unshare --mount --propagation private -- bash "$SELF" _chroot \
                 env DEBIAN_FRONTEND=noninteractive apt-get install -y -q \
                 --no-install-recommends ${PACKAGES//,/ }
+            rm -f "$ROOT"/var/cache/apt/archives/*.deb
             echo "$PACKAGES" > "$ROOT/$READY"
         fi
         exec 9>&-
