@@ -1,7 +1,28 @@
 """Build of fastco: the cffi extension fastco._core (see fastco/_build.py)."""
 
-from setuptools import setup
-from setuptools.command.build_ext import build_ext
+import platform
+import sys
+import sysconfig
+
+
+def check_interpreter() -> None:
+    """Refuse, in one sentence, an interpreter fastco cannot run on (the C
+    glue would stop with an #error too, less readably)."""
+    where = f"{platform.python_implementation()} {platform.python_version()}"
+    if platform.python_implementation() != "CPython":
+        sys.exit(f"fastco needs CPython (it saves CPython's thread state), not {where}")
+    if not (3, 10) <= tuple(sys.version_info[:2]) <= (3, 15):
+        sys.exit(f"fastco supports CPython 3.10 to 3.15, not {where}")
+    if sysconfig.get_config_var("Py_GIL_DISABLED"):
+        sys.exit(f"fastco does not support free-threaded CPython builds ({where}, "
+                 "Py_GIL_DISABLED): use the default build")
+
+
+# First, so that the refusal is the first thing said.
+check_interpreter()
+
+from setuptools import setup  # noqa: E402
+from setuptools.command.build_ext import build_ext  # noqa: E402
 
 
 class BuildExt(build_ext):

@@ -3,6 +3,7 @@
     python -m bench.report --run            # run everything, then report
     python -m bench.report RUN.json         # report a saved pytest-benchmark run
     python -m bench.report --run --pytest-args "-k switch"   # a subset
+    python -m bench.report --run --results bench/results/py314  # elsewhere
 
 Running means: the pytest-benchmark suite (``pytest bench/ --benchmark-only
 --benchmark-json=...``, which pytest-benchmark can also ``--benchmark-save``
@@ -12,6 +13,11 @@ table: per-operation medians, and fastco's time divided by each peer's
 measured in the same run) and REPORT.png (the ratios as bars).  With
 --readme, the table also replaces the one in README.md between the
 ``<!-- bench-report -->`` markers.
+
+The interpreter is the one that runs the report (the suite runs on
+sys.executable): for another one, run its ``python -m bench.report`` (e.g.
+in the Debian sid chroot of .ci/sid.sh for CPython 3.14 and 3.15), with
+--results so that its report does not replace the default one.
 
 Ratios below 1 mean fastco is faster.  Every benchmark records, in
 extra_info["ops"], how many operations one measured call performs.
@@ -32,7 +38,7 @@ from collections import defaultdict
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-RESULTS = ROOT / "bench" / "results"
+RESULTS = ROOT / "bench" / "results"     # the default --results
 PEERS = ("greenlet", "gevent", "asyncio", "uvloop")
 MARK_BEGIN = "<!-- bench-report -->"
 MARK_END = "<!-- /bench-report -->"
@@ -106,8 +112,9 @@ def machine() -> str:
                 break
     except OSError:
         pass
+    debug = " (debug build)" if hasattr(sys, "gettotalrefcount") else ""
     return (f"{platform.machine()}, {os.cpu_count()} cores ({cpu}), Linux "
-            f"{platform.release()}, CPython {platform.python_version()}")
+            f"{platform.release()}, CPython {platform.python_version()}{debug}")
 
 
 def markdown(table: dict[str, dict[str, float]], c_bench: str, info: str) -> str:
@@ -163,7 +170,8 @@ def chart(table: dict[str, dict[str, float]], path: Path) -> bool:
 
 def run_c_bench() -> str:
     """Build and run the C microbenchmark; its output, or '' if it fails."""
-    proc = subprocess.run(["make", "-s", "-C", str(ROOT / "csrc"), "bench"],
+    # -B: built here, not a binary another system (a chroot) left.
+    proc = subprocess.run(["make", "-s", "-B", "-C", str(ROOT / "csrc"), "bench"],
                           capture_output=True, text=True, check=False)
     return proc.stdout if proc.returncode == 0 else ""
 
@@ -192,9 +200,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--readme", action="store_true", help="update README.md's table")
     parser.add_argument("--pytest-args", default="",
                         help='extra arguments for pytest, e.g. "-k switch"')
+    parser.add_argument("--results", type=Path, default=RESULTS,
+                        help="directory for run.json and the report (default: %(default)s)")
     args = parser.parse_args(argv)
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    path = Path(args.json) if args.json else RESULTS / "run.json"
+    results = args.results
+    results.mkdir(parents=True, exist_ok=True)
+    path = Path(args.json) if args.json else results / "run.json"
     extra = shlex.split(args.pytest_args)
     if args.run:
         run_suite(path, extra)
@@ -203,18 +214,20 @@ def main(argv: list[str] | None = None) -> int:
     run = json.loads(path.read_text(encoding="utf-8"))
     table = collect(run)
     c_bench = run_c_bench() if args.run else ""
-    c_file = RESULTS / "ctx_bench.txt"
+    c_file = results / "ctx_bench.txt"
     if c_bench:
         c_file.write_text(c_bench, encoding="utf-8")
     elif c_file.exists():
         c_bench = c_file.read_text(encoding="utf-8")
     info = machine()
     text = markdown(table, c_bench, info)
-    (RESULTS / "REPORT.md").write_text("# Benchmark report\n\n" + text
-                                       + "\n![ratios](REPORT.png)\n", encoding="utf-8")
-    has_png = chart(table, RESULTS / "REPORT.png")
+    has_png = chart(table, results / "REPORT.png")
+    (results / "REPORT.md").write_text("# Benchmark report\n\n" + text
+                                       + ("\n![ratios](REPORT.png)\n" if has_png else ""),
+                                       encoding="utf-8")
     if args.readme:
-        update_readme(text + ("\n![ratios](bench/results/REPORT.png)\n" if has_png else ""))
+        png = (results / "REPORT.png").resolve().relative_to(ROOT)
+        update_readme(text + (f"\n![ratios]({png})\n" if has_png else ""))
     print(text)
     return 0
 

@@ -29,6 +29,8 @@ import pytest
 pytest.importorskip("greenlet")
 
 from _diffkit import (  # noqa: E402
+    DEBUG_BUILD,
+    REFERENCE_COLLECTS_SUSPENDED,
     Impl,
     describe,
     load_impls,
@@ -144,6 +146,24 @@ FASTCO_DIFFERENCES: dict[str, str] = {
     "greenlet_of_exited_thread_loses_last_reference":
         "fastco kills a thread's suspended greenlets as the thread exits, on that "
         "thread (their finally blocks run); greenlet abandons them",
+}
+if REFERENCE_COLLECTS_SUSPENDED:
+    FASTCO_DIFFERENCES["suspended_cycle_not_collected"] = (
+        "greenlet on 3.15 collects a suspended greenlet caught in a reference cycle "
+        "without running its finally blocks; fastco keeps it, as on 3.10-3.14")
+
+# Scenarios that abort a debug build of CPython (see _diffkit.DEBUG_BUILD):
+# with greenlet only (run with fastco alone there), or with both.
+GREENLET_ABORTS_DEBUG_BUILD = {
+    "unstarted_parent_receives_greenlet_exit":
+        "greenlet calls run() with the GreenletExit instance as its args tuple",
+}
+BOTH_ABORT_DEBUG_BUILD = {
+    "sys_settrace_follows_switches":
+        "sys.settrace(None) in one greenlet re-instruments only the code that runs "
+        "on the thread's frame chain; the frames of the suspended ones resume with "
+        "the old instrumentation, which a debug build asserts against (greenlet "
+        "issue #368); a release build goes on, their events stale until re-entered",
 }
 
 
@@ -2054,7 +2074,10 @@ def settrace_switch_to_current(ns: NS, trace: Trace) -> None:
 def _params():
     for name in sorted(SCENARIOS):
         marks = []
-        if name in FASTCO_DIFFERENCES:
+        if DEBUG_BUILD and name in BOTH_ABORT_DEBUG_BUILD:
+            marks.append(pytest.mark.skip(reason="aborts a debug build of CPython: "
+                                          + BOTH_ABORT_DEBUG_BUILD[name]))
+        elif name in FASTCO_DIFFERENCES:
             marks.append(pytest.mark.xfail(strict=True, reason="intended difference: "
                                            + FASTCO_DIFFERENCES[name]))
         yield pytest.param(name, marks=marks, id=name)
@@ -2067,6 +2090,10 @@ def test_enough_scenarios() -> None:
 @pytest.mark.parametrize("name", list(_params()))
 def test_same_trace(name: str) -> None:
     fn = SCENARIOS[name]
+    if DEBUG_BUILD and name in GREENLET_ABORTS_DEBUG_BUILD:
+        assert len(run_scenario(fn, FASTCO)) > 1
+        pytest.skip("greenlet aborts a debug build of CPython here ("
+                    + GREENLET_ABORTS_DEBUG_BUILD[name] + "): fastco ran alone")
     expected = run_scenario(fn, GREENLET)
     got = run_scenario(fn, FASTCO)
     assert len(expected) > 1

@@ -86,9 +86,19 @@ class Echo:
             if self.proc.poll() is None:
                 self.proc.kill()
                 self.proc.wait()
+        self._close_pipes()
+        return status, "".join(self.out), "".join(self.err)
+
+    def _close_pipes(self) -> None:
+        """Once the process ended: let the readers reach the end of its
+        output, then close the pipes (no ResourceWarning)."""
         for t in self._readers:
             t.join(5)
-        return status, "".join(self.out), "".join(self.err)
+        if any(t.is_alive() for t in self._readers):
+            return      # a child of it still holds the pipe: leave it to them
+        for f in (self.proc.stdout, self.proc.stderr):
+            if f is not None and not f.closed:
+                f.close()
 
     def __enter__(self) -> Echo:
         return self
@@ -97,6 +107,7 @@ class Echo:
         if self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait()
+        self._close_pipes()
 
 
 def roundtrip(sock: socket.socket, data: bytes) -> bytes:

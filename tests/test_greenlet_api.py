@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextvars
 import gc
+import mmap
 import sys
 import threading
 import traceback
@@ -366,9 +367,16 @@ def test_weakref_and_dict() -> None:
     assert ref() is None
 
 
+def smallest_stack() -> int:
+    """The smallest coroutine stack: requests below it are rounded up (16 KiB;
+    on 3.14+ CPython's minimum, 48 KiB, or 96 KiB in debug builds)."""
+    return greenlet(stack_size=1).stack_size
+
+
 def test_stack_size_option() -> None:
-    g = greenlet(lambda: getcurrent().stack_size, stack_size=64 * 1024)
-    assert g.switch() == 64 * 1024
+    size = max(64 * 1024, smallest_stack())
+    g = greenlet(lambda: getcurrent().stack_size, stack_size=size)
+    assert g.switch() == size
     with pytest.raises(ValueError):
         greenlet(lambda: None, stack_size=-1)
     with pytest.raises(ValueError):
@@ -429,12 +437,33 @@ def test_class_attributes_like_greenlet() -> None:
     assert not issubclass(GreenletExit, Exception)
 
 
+def test_small_stack_sizes_are_rounded_up_to_the_smallest() -> None:
+    low = smallest_stack()
+    expected = 48 * 1024 if sys.version_info >= (3, 14) else 16 * 1024
+    if hasattr(sys, "gettotalrefcount") and sys.version_info >= (3, 14):
+        expected *= 2                      # a debug build's stack margins are twice as big
+    assert low == expected
+    assert greenlet(stack_size=low - 4096).stack_size == low
+    assert greenlet(stack_size=low + 1).stack_size == low + mmap.PAGESIZE   # whole pages
+    # The smallest stack works: it runs, and deep recursion fails cleanly.
+    def deep(n: int) -> int:
+        return deep(n + 1)
+    def run() -> str:
+        try:
+            deep(0)
+        except RecursionError:
+            return "RecursionError"
+        return "no error"
+    assert greenlet(run, stack_size=low).switch() == "RecursionError"
+
+
 def test_default_stack_size_setting() -> None:
-    previous = fastco.set_default_stack_size(128 * 1024)
+    big = 2 * max(64 * 1024, smallest_stack())
+    previous = fastco.set_default_stack_size(big)
     try:
-        assert greenlet().stack_size == 128 * 1024
-        assert greenlet(stack_size=64 * 1024).stack_size == 64 * 1024
-        assert greenlet(lambda: getcurrent().stack_size).switch() == 128 * 1024
+        assert greenlet().stack_size == big
+        assert greenlet(stack_size=big // 2).stack_size == big // 2
+        assert greenlet(lambda: getcurrent().stack_size).switch() == big
         with pytest.raises(ValueError):
             fastco.set_default_stack_size(-1)
         with pytest.raises(TypeError):

@@ -430,8 +430,8 @@ def test_c_methods_check_their_arguments() -> None:
             a.send()
         with pytest.raises(TypeError):
             a.recv_into(bytearray(4), bogus=1)
-        with pytest.raises(TypeError):
-            cosocket.socket.recv(stdsocket.socket(), 1)
+        with pytest.raises(TypeError), stdsocket.socket() as plain:
+            cosocket.socket.recv(plain, 1)
         b.sendall(b"xyz")
         buf = bytearray(10)
         assert a.recv_into(buffer=buf, nbytes=2) == 2 and buf[:2] == b"xy"

@@ -13,7 +13,7 @@ import pytest
 from conftest import run_python
 
 RECURSE = r"""
-import copy, json, pickle, sys
+import copy, json, pickle, sys, threading
 from fastco import greenlet
 
 def nested_list(n):
@@ -44,38 +44,71 @@ class Attr:
     def __getattr__(self, name):
         return getattr(self, name + "x")
 
+# Each takes the nesting depth (the last three recurse without end).
 PATTERNS = {
-    "repr": lambda: repr(nested_list(200000)),
-    "json": lambda: json.dumps(nested_list(200000)),
-    "pickle": lambda: pickle.dumps(nested_list(200000)),
-    "python_repr": lambda: repr(deep_r(200000)),
-    "python": lambda: py_rec(0),
-    "sorted_key": lambda: sorted_rec(0),
-    "getattr": lambda: Attr().a,
-    "deepcopy": lambda: copy.deepcopy(nested_list(200000)),
-    "compare": lambda: nested_list(100000) == nested_list(100000),
+    "repr": lambda n: repr(nested_list(n)),
+    "json": lambda n: json.dumps(nested_list(n)),
+    "pickle": lambda n: pickle.dumps(nested_list(n)),
+    "python_repr": lambda n: repr(deep_r(n)),
+    "deepcopy": lambda n: copy.deepcopy(nested_list(n)),
+    "compare": lambda n: nested_list(n) == nested_list(n),
+    "python": lambda n: py_rec(0),
+    "sorted_key": lambda n: sorted_rec(0),
+    "getattr": lambda n: Attr().a,
 }
 
-def run():
+def outcome(pattern, depth):
     try:
-        PATTERNS[sys.argv[1]]()
+        PATTERNS[pattern](depth)
     except RecursionError:
         return "RecursionError"
     return "no error"
 
-print(greenlet(run, stack_size=int(sys.argv[2])).switch())
+pattern, depth, size = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+# What CPython does on a thread with an 8 MiB stack, the size its limits
+# are made for (and fastco's default), then on a coroutine stack.
+threading.stack_size(8 << 20)
+found = []
+t = threading.Thread(target=lambda: found.append(outcome(pattern, depth)))
+t.start()
+t.join()
+print("thread:", found[0])
+print("greenlet:", greenlet(outcome, stack_size=size).switch(pattern, depth))
 """
 
-PATTERNS = ["repr", "json", "pickle", "python_repr", "python", "sorted_key", "getattr",
-            "deepcopy", "compare"]
+PATTERNS = ["repr", "json", "pickle", "python_repr", "deepcopy", "compare", "python",
+            "sorted_key", "getattr"]
+# Deep enough to overflow an 8 MiB stack (at about 40 bytes a level, list
+# comparison needs the most), and a depth that fits in one on 3.14+ but
+# not under the recursion counters of 3.10-3.13.
+DEEP, MODERATE = 300_000, 3_000
+
+
+def recursion_outcomes(pattern: str, depth: int, size: int) -> tuple[str, str]:
+    """(on a thread, on a greenlet with `size` bytes of stack), from a fresh
+    process: a crash fails the test, it does not end the test run."""
+    proc = run_python(pattern, str(depth), str(size), code=RECURSE)
+    assert proc.returncode == 0, f"crashed ({proc.returncode}): {proc.stderr[-2000:]}"
+    lines = dict(line.split(": ", 1) for line in proc.stdout.splitlines())
+    return lines["thread"], lines["greenlet"]
 
 
 @pytest.mark.parametrize("size", [64 * 1024, 0], ids=["64KiB", "default"])
 @pytest.mark.parametrize("pattern", PATTERNS)
 def test_deep_recursion_raises_recursion_error(pattern: str, size: int) -> None:
-    proc = run_python(pattern, str(size), code=RECURSE)
-    assert proc.returncode == 0, f"crashed ({proc.returncode}): {proc.stderr[-2000:]}"
-    assert proc.stdout.strip() == "RecursionError"
+    """Deep C and Python recursion raise RecursionError on a coroutine stack,
+    as they do on a thread, on a small stack too."""
+    on_thread, on_greenlet = recursion_outcomes(pattern, DEEP, size)
+    assert on_thread == "RecursionError"      # the pattern is deep enough here
+    assert on_greenlet == "RecursionError"
+
+
+@pytest.mark.parametrize("pattern", PATTERNS[:6])
+def test_recursion_that_fits_a_thread_fits_a_default_coroutine(pattern: str) -> None:
+    """On the default stack, a coroutine recurses as deep as a thread: the
+    same outcome at a depth that 3.14+ allow and 3.10-3.13 refuse."""
+    on_thread, on_greenlet = recursion_outcomes(pattern, MODERATE, 0)
+    assert on_greenlet == on_thread
 
 
 BURN_C = r"""

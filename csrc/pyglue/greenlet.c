@@ -44,12 +44,14 @@
 /* C stack size of new greenlets that do not ask for one. */
 static size_t default_stack_size = FASTCO_STACK_DEFAULT_SIZE;
 
-/* A requested C stack size, rounded up to whole pages and the minimum. */
+/* A requested C stack size, rounded up to whole pages and the minimum:
+ * the stack allocator's, or CPython's if larger (3.14+). */
 static size_t round_stack_size(size_t size)
 {
     size_t page = fastco_page_size();
     if (size < FASTCO_STACK_MIN_SIZE)
         size = FASTCO_STACK_MIN_SIZE;
+    size = fc_py_stack_floor(size);
     return (size + page - 1) & ~(page - 1);
 }
 
@@ -492,6 +494,9 @@ static void g_bootstrap(void *arg, void *value)
     fresh.chunk = own_chunk(self);
     fresh.chunk_size = (size_t)(hi - split);
     fresh.stack_size = self->stack_size;
+    fresh.stack_lo = lo;
+    fresh.stack_hi = split;
+    fresh.st = &self->st;
     fc_pystate_start(ts->tstate, ts->carry, &fresh, g_body, self);
 }
 

@@ -82,7 +82,8 @@ static PyObject *make_module(void)
 {
     PyObject *m, *d;
 
-    if (fc_thread_types_ready() < 0 || fc_greenlet_type_ready() < 0)
+    if (fc_pystate_check() < 0 || fc_thread_types_ready() < 0
+        || fc_greenlet_type_ready() < 0)
         return NULL;
     /* A coroutine stack overflow gets a message naming it (csrc/guard.c). */
     if (fastco_guard_handler_install() != 0) {

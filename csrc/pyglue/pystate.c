@@ -1,6 +1,6 @@
 /*
  * pystate.c - saving and restoring the interpreter state of a coroutine,
- * for CPython 3.10 to 3.13.  The only file that knows PyThreadState's
+ * for CPython 3.10 to 3.15.  The only file that knows PyThreadState's
  * per-version fields (see pystate.h for what is saved and why).
  *
  * Some facts this code rests on:
@@ -23,10 +23,97 @@
  * - The deallocation trashcan's list of deferred objects is shared by the
  *   thread's coroutines (whoever unwinds next destroys them; they are
  *   garbage either way), while its nesting counter, a C-stack depth, is
- *   per coroutine (3.10-3.12; 3.13 counts with c_recursion_remaining).
+ *   per coroutine (3.10-3.12; 3.13 counts with c_recursion_remaining; 3.14+
+ *   compare the stack pointer with the running stack's limits).  On 3.14+
+ *   the list, delete_later, is drained by whichever coroutine next ends a
+ *   trashcan with enough stack left; objects on it are garbage whoever
+ *   frees them, so it stays per thread, not per coroutine.
+ * - 3.14+ have no C recursion counter: CPython compares the stack pointer
+ *   with bounds it keeps per thread state, normally the thread's own stack.
+ *   Each coroutine stack is announced with
+ *   PyUnstable_ThreadState_SetStackProtection when it starts or resumes,
+ *   and the thread's stack restored with ..._ResetStackProtection when the
+ *   main coroutine resumes, before any other C-API call.  Unannounced, a
+ *   coroutine stack lies outside the bounds: 3.14.0 aborts at the first
+ *   recursion check, later versions skip the check (a real overflow is not
+ *   caught) and, as the trashcan then thinks the stack is exhausted, park
+ *   every deallocated container on delete_later for good (gh-157519).  The
+ *   announcement costs two stores behind a call; RecursionError then comes
+ *   two margins (32 KiB, 64 KiB in debug builds) above the guard page, on
+ *   any stack size, so the Python recursion limit is not scaled down.
+ * - 3.14+ keep the running JIT trace in current_executor, per flow of
+ *   control (a switch can happen inside a call the trace made).  jit_exit
+ *   (3.15) is set and read back-to-back when a trace exits: not saved.
+ * - 3.15 end a thread's frame chain at tstate->base_frame, a sentinel frame
+ *   that profilers unwind to; a coroutine's chain ends there too.
  */
 #include "pystate.h"
 
+#include <stdio.h>
+#include <string.h>
+
+#if FC_STACK_LIMITS
+/* Exported by 3.14.10 and 3.15.2, but not by every 3.14 (the docs disagree
+ * on the release that added them): declared weak, so that a missing one
+ * reads as NULL and fc_pystate_check refuses the import, rather than the
+ * module failing to load with an unresolved symbol.  (The declarations
+ * repeat the headers', for headers that lack them.) */
+__attribute__((weak, visibility("default")))
+int PyUnstable_ThreadState_SetStackProtection(PyThreadState *, void *, size_t);
+__attribute__((weak, visibility("default")))
+void PyUnstable_ThreadState_ResetStackProtection(PyThreadState *);
+
+/* Tells CPython which C stack runs now: a coroutine's, or (lo == NULL)
+ * the thread's own.  Cannot fail: every coroutine stack is at least
+ * FC_PY_MIN_STACK bytes, which fc_pystate_check made sure CPython takes. */
+static inline void announce_stack(PyThreadState *ts, void *lo, size_t len)
+{
+    if (lo != NULL)
+        (void)PyUnstable_ThreadState_SetStackProtection(ts, lo, len);
+    else
+        PyUnstable_ThreadState_ResetStackProtection(ts);
+}
+#endif
+
+int fc_pystate_check(void)
+{
+#if FC_STACK_LIMITS
+    PyThreadState *ts = fc_tstate();
+    char probe, version[32];
+
+    if (PyUnstable_ThreadState_SetStackProtection == NULL
+        || PyUnstable_ThreadState_ResetStackProtection == NULL) {
+        /* "3.14.0 (main, ...) [GCC ...]": the first word. */
+        snprintf(version, sizeof(version), "%.*s",
+                 (int)strcspn(Py_GetVersion(), " "), Py_GetVersion());
+        PyErr_Format(PyExc_ImportError,
+                     "fastco needs PyUnstable_ThreadState_SetStackProtection, "
+                     "which CPython %s does not have: use a later %d.%d release",
+                     version, PY_MAJOR_VERSION, PY_MINOR_VERSION);
+        return -1;
+    }
+    /* The smallest coroutine stack must be accepted (the minimum is an
+     * internal constant that fastco computes like CPython does).  Only
+     * the limits change meanwhile; nothing runs on them. */
+    if (PyUnstable_ThreadState_SetStackProtection(
+            ts, (void *)((uintptr_t)&probe - FC_PY_MIN_STACK), FC_PY_MIN_STACK) < 0) {
+        PyObject *t, *v, *tb;
+        PyErr_Fetch(&t, &v, &tb);
+        PyErr_Format(PyExc_ImportError,
+                     "fastco: this CPython refuses coroutine stacks of %zu bytes (%S): "
+                     "a build with other stack margins than fastco assumes",
+                     FC_PY_MIN_STACK, v != NULL ? v : Py_None);
+        Py_XDECREF(t);
+        Py_XDECREF(v);
+        Py_XDECREF(tb);
+        return -1;
+    }
+    PyUnstable_ThreadState_ResetStackProtection(ts);
+#endif
+    return 0;
+}
+
+#if !FC_STACK_LIMITS
 /* `limit` scaled down to a stack of `size` bytes (at least 1). */
 static int scaled(int limit, size_t size)
 {
@@ -35,6 +122,7 @@ static int scaled(int limit, size_t size)
     size_t n = (size_t)limit * (size / 1024) / (FC_FULL_STACK / 1024);
     return n > 0 ? (int)n : 1;
 }
+#endif
 
 int fc_pystate_save(fc_pystate *st, PyThreadState *ts)
 {
@@ -46,7 +134,11 @@ int fc_pystate_save(fc_pystate *st, PyThreadState *ts)
 #if FC_PY313
     st->current_frame = ts->current_frame;
     st->recursion_depth = ts->py_recursion_limit - ts->py_recursion_remaining;
+#if FC_PY314
+    st->current_executor = ts->current_executor;
+#else
     st->c_recursion_remaining = ts->c_recursion_remaining;
+#endif
     st->critical_section = ts->critical_section;
 #elif FC_PY312
     st->cframe = ts->cframe;
@@ -75,6 +167,9 @@ int fc_pystate_save(fc_pystate *st, PyThreadState *ts)
 
 void fc_pystate_restore(fc_pystate *st, PyThreadState *ts, int carry)
 {
+#if FC_STACK_LIMITS
+    announce_stack(ts, st->stack_lo, st->stack_len);
+#endif
     ts->context = st->context;
     st->context = NULL;
     ts->context_ver++;     /* invalidates contextvars' lookup cache */
@@ -83,7 +178,11 @@ void fc_pystate_restore(fc_pystate *st, PyThreadState *ts, int carry)
     (void)carry;
     ts->current_frame = st->current_frame;
     ts->py_recursion_remaining = ts->py_recursion_limit - st->recursion_depth;
+#if FC_PY314
+    ts->current_executor = st->current_executor;
+#else
     ts->c_recursion_remaining = st->c_recursion_remaining;
+#endif
     ts->critical_section = st->critical_section;
 #elif FC_PY312
     (void)carry;
@@ -113,6 +212,11 @@ void fc_pystate_restore(fc_pystate *st, PyThreadState *ts, int carry)
 void fc_pystate_start(PyThreadState *ts, int carry, fc_fresh *fresh,
                       void (*body)(void *), void *arg)
 {
+#if FC_STACK_LIMITS
+    fresh->st->stack_lo = fresh->stack_lo;
+    fresh->st->stack_len = (size_t)((char *)fresh->stack_hi - (char *)fresh->stack_lo);
+    announce_stack(ts, fresh->st->stack_lo, fresh->st->stack_len);
+#endif
 #if FC_PY313
     (void)carry;
 #elif FC_PY312
@@ -128,7 +232,17 @@ void fc_pystate_start(PyThreadState *ts, int carry, fc_fresh *fresh,
     fresh->context = NULL;
     ts->context_ver++;
     ts->exc_info = fresh->exc_item;
-#if FC_PY313
+#if FC_PY314
+#if FC_PY315
+    ts->current_frame = ts->base_frame;
+#else
+    ts->current_frame = NULL;
+#endif
+    ts->current_executor = NULL;
+    /* CPython checks the C stack itself: the full Python limit. */
+    ts->py_recursion_remaining = ts->py_recursion_limit;
+    ts->critical_section = 0;
+#elif FC_PY313
     ts->current_frame = NULL;
     ts->py_recursion_remaining = scaled(ts->py_recursion_limit, fresh->stack_size);
     ts->c_recursion_remaining = scaled(Py_C_RECURSION_LIMIT, fresh->stack_size);

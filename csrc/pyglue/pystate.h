@@ -28,14 +28,53 @@
 #define FC_PY312 (PY_VERSION_HEX >= 0x030C0000)
 /* 3.13: no more _PyCFrame: tstate->current_frame; trash list renamed. */
 #define FC_PY313 (PY_VERSION_HEX >= 0x030D0000)
-/* 3.14 checks the C stack pointer against per-thread limits, which a
- * coroutine stack must announce: not done yet, so refuse to build. */
-#if PY_VERSION_HEX >= 0x030E0000
-#error "fastco supports CPython 3.10 to 3.13"
-#endif
+/* 3.14: c_recursion_remaining is gone; the JIT's current_executor is
+ * per flow of control. */
+#define FC_PY314 (PY_VERSION_HEX >= 0x030E0000)
+/* 3.15: a thread's frame chain ends at a sentinel, tstate->base_frame, not
+ * NULL. */
+#define FC_PY315 (PY_VERSION_HEX >= 0x030F0000)
+/* 3.14+: C recursion is checked against the stack pointer: CPython keeps
+ * the bounds of the running C stack per thread state, which each coroutine
+ * stack must announce when it starts running on it (see pystate.c). */
+#define FC_STACK_LIMITS FC_PY314
+
 #if PY_VERSION_HEX < 0x030A0000
-#error "fastco supports CPython 3.10 to 3.13"
+#error "fastco supports CPython 3.10 to 3.15: this one is older"
 #endif
+#if PY_VERSION_HEX >= 0x03100000
+#error "fastco supports CPython 3.10 to 3.15: this one is newer, and its thread state has not been checked"
+#endif
+#ifdef Py_GIL_DISABLED
+#error "fastco does not support free-threaded CPython builds (Py_GIL_DISABLED): use the default build"
+#endif
+
+/* The smallest C stack CPython accepts for a coroutine (3.14+): three
+ * times its stack margin (_PyOS_MIN_STACK_SIZE, an internal constant:
+ * 48 KiB, or 96 KiB in debug builds).  Smaller stack_size requests are
+ * rounded up to it. */
+#if FC_STACK_LIMITS
+#if defined(Py_DEBUG) || defined(_Py_ADDRESS_SANITIZER) || defined(_Py_THREAD_SANITIZER)
+#define FC_PY_STACK_MARGIN ((size_t)4096 * sizeof(void *))
+#else
+#define FC_PY_STACK_MARGIN ((size_t)2048 * sizeof(void *))
+#endif
+#ifdef _Py_THREAD_SANITIZER
+#define FC_PY_MIN_STACK (FC_PY_STACK_MARGIN * 6)
+#else
+#define FC_PY_MIN_STACK (FC_PY_STACK_MARGIN * 3)
+#endif
+#endif
+
+/* `size` raised to CPython's smallest coroutine stack, if it has one. */
+static inline size_t fc_py_stack_floor(size_t size)
+{
+#if FC_STACK_LIMITS
+    return size < FC_PY_MIN_STACK ? FC_PY_MIN_STACK : size;
+#else
+    return size;
+#endif
+}
 
 /* The saved interpreter state of a suspended coroutine. */
 typedef struct fc_pystate {
@@ -50,7 +89,9 @@ typedef struct fc_pystate {
     int trash_nesting;
 #if FC_PY313
     struct _PyInterpreterFrame *current_frame;
+#if !FC_PY314
     int c_recursion_remaining;
+#endif
     uintptr_t critical_section;
 #elif FC_PY312
     _PyCFrame *cframe;
@@ -65,6 +106,17 @@ typedef struct fc_pystate {
     _PyStackChunk *datastack_chunk;
     PyObject **datastack_top;
     PyObject **datastack_limit;
+#endif
+#if FC_PY314
+    /* The JIT trace running when it switched away (NULL outside one). */
+    PyObject *current_executor;
+#endif
+#if FC_STACK_LIMITS
+    /* Its C stack, [stack_lo, stack_lo + stack_len), announced to CPython
+     * whenever it resumes; NULL for a thread's main coroutine, which runs
+     * on the thread's own stack (CPython knows that one). */
+    void *stack_lo;
+    size_t stack_len;
 #endif
 } fc_pystate;
 
@@ -81,10 +133,17 @@ typedef struct fc_fresh {
     size_t chunk_size;
     /* Bytes of C stack it runs on.  CPython's recursion limits are sized for
      * an 8 MiB thread stack; on a smaller one they are scaled down in
-     * proportion (Python and, on 3.12+, C recursion), so that recursion that
-     * raises RecursionError on a thread raises it here too, before reaching
-     * the guard page. */
+     * proportion (Python and, on 3.12 and 3.13, C recursion), so that
+     * recursion that raises RecursionError on a thread raises it here too,
+     * before reaching the guard page.  (3.14+ check the stack pointer
+     * against the announced stack instead: nothing is scaled.) */
     size_t stack_size;
+    /* The C stack it runs on, [stack_lo, stack_hi): stack_hi is where it
+     * starts, the guard page sits below stack_lo. */
+    void *stack_lo, *stack_hi;
+    /* Where its state will be saved while it is suspended (records the
+     * stack bounds, for fc_pystate_restore). */
+    fc_pystate *st;
 } fc_fresh;
 
 /* The stack size CPython's recursion limits are meant for. */
@@ -95,7 +154,9 @@ typedef struct fc_fresh {
  * runs next (the tracing flag of 3.10/3.11), to pass to restore/start. */
 int fc_pystate_save(fc_pystate *st, PyThreadState *ts);
 
-/* Moves `st` back into `ts`. */
+/* Moves `st` back into `ts`.  Called on the resumed coroutine's own stack
+ * right after the switch, before any other C-API call: on 3.14+ it first
+ * tells CPython which C stack is now running. */
 void fc_pystate_restore(fc_pystate *st, PyThreadState *ts, int carry);
 
 /* Installs a fresh state for a new coroutine and calls body(arg), on the
@@ -104,6 +165,12 @@ void fc_pystate_restore(fc_pystate *st, PyThreadState *ts, int carry);
 void fc_pystate_start(PyThreadState *ts, int carry, fc_fresh *fresh,
                       void (*body)(void *), void *arg)
     __attribute__((noreturn));
+
+/* Checks, once when the module is made, that this interpreter has what
+ * fastco needs at run time (3.14+: the stack protection API, which must
+ * accept stacks of FC_PY_MIN_STACK bytes).  Returns 0, or -1 with an
+ * ImportError set that says what is missing. */
+int fc_pystate_check(void);
 
 /* Called in a coroutine that has returned from its last Python call, just
  * before its final switch: checks that its frame data stack is back to the
