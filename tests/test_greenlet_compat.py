@@ -1,0 +1,305 @@
+"""What greenlet's own test suite showed fastco doing differently, fixed:
+each test here is ours, written for one behaviour (the suite itself runs in
+CI through .ci/greenlet_suite.py).
+
+The crashes run in a child process, so that a regression fails a test
+instead of ending the test run.
+"""
+
+from __future__ import annotations
+
+import threading
+from abc import ABCMeta, abstractmethod
+
+import pytest
+
+import fastco
+from conftest import run_python
+from fastco import GreenletExit, getcurrent, greenlet
+
+# Looking up `run` (Python code, in a subclass) gives the new greenlet a
+# parent on another thread: the switch must fail with fastco.error (it used
+# to start it on this thread with the other thread's state: a segfault).
+MOVED_BY_RUN_LOOKUP = r"""
+import sys, threading
+import fastco
+
+other_alive = sys.argv[1] == "alive"
+ready, done = threading.Event(), threading.Event()
+another = []
+
+def worker():
+    g = fastco.greenlet(lambda: None)
+    another.append(g)
+    g.switch()                       # finished: its parent is the thread's main
+    another.append(fastco.getcurrent())
+    ready.set()
+    if other_alive:
+        done.wait(30)
+
+t = threading.Thread(target=worker)
+t.start()
+ready.wait(30)
+if not other_alive:
+    t.join()
+
+class Convoluted(fastco.greenlet):
+    def __getattribute__(self, name):
+        if name == "run":
+            self.parent = another[0]
+        return fastco.greenlet.__getattribute__(self, name)
+
+g = Convoluted(lambda: "ran")
+try:
+    print("switched", g.switch())
+except fastco.error as exc:
+    print("error", str(exc).splitlines()[0])
+print("started", bool(g) or g.dead)
+done.set()
+t.join(30)
+"""
+
+
+@pytest.mark.parametrize("other", ["ended", "alive"])
+def test_run_lookup_that_moves_the_greenlet_to_another_thread(other: str) -> None:
+    proc = run_python(other, code=MOVED_BY_RUN_LOOKUP, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    message = ("cannot switch to a different thread (which happens to have exited)"
+               if other == "ended" else "Cannot switch to a different thread")
+    assert proc.stdout.splitlines() == [f"error {message}", "started False"]
+
+
+def test_run_lookup_that_starts_the_greenlet_switches_to_it_as_started() -> None:
+    """The lookup switches into the greenlet itself, which starts it there:
+    the outer switch then goes on as a plain switch to the started greenlet
+    (greenlet's retry), instead of failing."""
+    received = []
+
+    class Convoluted(greenlet):
+        looked_up = False
+
+        def __getattribute__(self, name):
+            if name == "run" and not type(self).looked_up:
+                type(self).looked_up = True
+                assert self.switch(43) == "43 received"
+            return greenlet.__getattribute__(self, name)
+
+        def run(self, value):
+            while True:
+                received.append(value)
+                value = self.parent.switch(f"{value} received")
+
+    g = Convoluted()
+    assert g.switch(42) == "42 received"
+    assert received == [43, 42]
+    g.throw()
+    assert g.dead
+
+
+def test_callable_given_is_dropped_in_the_new_greenlet() -> None:
+    """A subclass's run() replaces the callable it was given; that one is
+    dropped once the new greenlet runs, so its __del__ runs there."""
+    log = []
+    main = getcurrent()
+
+    class Callable:
+        def __del__(self):
+            log.append(("del in", "new" if getcurrent() is not main else "main"))
+            main.switch("from __del__")
+
+    class G(greenlet):
+        def __getattribute__(self, name):
+            if name == "run":
+                return lambda: log.append("run")
+            return greenlet.__getattribute__(self, name)
+
+    g = G(Callable())
+    assert g.switch() == "from __del__"
+    assert log == [("del in", "new")]
+    assert g and not g.dead
+    g.switch()
+    assert log == [("del in", "new"), "run"] and g.dead
+
+
+def test_run_is_gone_once_started() -> None:
+    g = greenlet(lambda: getcurrent().parent.switch())
+    assert g.run is not None
+    g.switch()
+    with pytest.raises(AttributeError):
+        g.run                       # noqa: B018 - as in greenlet
+    g.switch()
+    with pytest.raises(AttributeError):
+        g.run                       # noqa: B018
+
+
+def test_abstract_subclass_cannot_be_created() -> None:
+    Abstract = ABCMeta("Abstract", (greenlet,), {"run": abstractmethod(lambda self: None)})
+
+    class Bad(Abstract):  # type: ignore[misc, valid-type]
+        pass
+
+    class Good(Abstract):  # type: ignore[misc, valid-type]
+        def run(self):
+            return "good"
+
+    with pytest.raises(TypeError, match="abstract"):
+        Bad()
+    assert Good().switch() == "good"
+
+
+def _dropped_on_another_thread(trigger: str) -> list[str]:
+    """A greenlet of a worker thread loses its last reference on the main
+    thread; the worker then calls `trigger`.  What the greenlet saw."""
+    seen: list[str] = []
+    dropped, triggered, finish = threading.Event(), threading.Event(), threading.Event()
+    holder = []
+
+    def run():
+        try:
+            getcurrent().parent.switch()
+        except GreenletExit:
+            seen.append("GreenletExit")
+            raise
+
+    def worker():
+        g = greenlet(run)
+        g.switch()
+        holder.append(g)
+        del g
+        dropped.wait(10)
+        if trigger == "getcurrent":
+            getcurrent()
+        else:
+            greenlet()
+        seen.append("after " + trigger)
+        triggered.set()
+        finish.wait(10)
+
+    t = threading.Thread(target=worker)
+    t.start()
+    while not holder:
+        t.join(0.01)
+    holder.clear()                  # the last reference goes, on this thread
+    assert seen == []               # not killed here: only its thread may run it
+    dropped.set()
+    triggered.wait(10)
+    finish.set()
+    t.join(10)
+    return seen
+
+
+@pytest.mark.parametrize("trigger", ["getcurrent", "greenlet()"])
+def test_greenlet_dropped_on_another_thread_dies_at_its_threads_next_call(trigger) -> None:
+    """As in greenlet: not only at the next switch of its thread."""
+    assert _dropped_on_another_thread(trigger) == ["GreenletExit", "after " + trigger]
+
+
+def test_errors_across_threads_say_what_greenlet_says() -> None:
+    results = {}
+    go, done = threading.Event(), threading.Event()
+
+    def worker():
+        results["main"] = getcurrent()
+        results["repr here"] = repr(getcurrent())
+        go.set()
+        done.wait(10)
+
+    t = threading.Thread(target=worker)
+    t.start()
+    go.wait(10)
+    other_main = results["main"]
+    try:
+        with pytest.raises(ValueError) as get_err:
+            other_main.gr_context                   # noqa: B018
+        with pytest.raises(ValueError) as set_err:
+            other_main.gr_context = None
+        with pytest.raises(fastco.error) as switch_err:
+            other_main.switch()
+        repr_there = repr(other_main)
+    finally:
+        done.set()
+        t.join(10)
+    assert str(get_err.value) == (
+        "cannot get context of a greenlet that is running in a different thread")
+    assert str(set_err.value) == (
+        "cannot set context of a greenlet that is running in a different thread")
+    assert str(switch_err.value).startswith("Cannot switch to a different thread\n\tCurrent:")
+    assert results["repr here"].endswith(" current active started main>")
+    assert repr_there.endswith(" suspended active started main>")
+    assert repr(other_main).endswith(" (thread exited) dead>")
+    with pytest.raises(fastco.error, match=r"^cannot switch to a different thread \(which"):
+        other_main.switch()
+
+
+@pytest.mark.parametrize("bad", [None, 1, "42", object()])
+def test_parent_of_the_wrong_type_says_what_greenlet_says(bad) -> None:
+    g = greenlet(lambda: None)
+    expected = f"GreenletChecker: Expected any type of greenlet, not {type(bad).__name__}"
+    with pytest.raises(TypeError) as err:
+        g.parent = bad
+    assert str(err.value) == expected
+    with pytest.raises(TypeError) as err:
+        greenlet(lambda: None, bad if bad is not None else 1)
+    assert str(err.value).startswith("GreenletChecker: Expected any type of greenlet")
+
+
+# getcurrent() from code run by the interpreter's final collection.
+GETCURRENT_AT_FINALIZATION = r"""
+import gc, os
+import fastco
+
+gc.disable()
+
+class Checker:
+    def __del__(self, write=os.write, getcurrent=fastco.getcurrent):
+        try:
+            getcurrent()
+        except RuntimeError as exc:
+            write(1, b"RuntimeError: " + str(exc).encode() + b"\n")
+        else:
+            write(1, b"returned a greenlet\n")
+
+a = Checker()
+a.cycle = {"a": a}
+del a
+print("ready", flush=True)
+"""
+
+
+def test_getcurrent_during_finalization_raises_runtime_error() -> None:
+    """As greenlet 3.5 does: no greenlet can run any more then."""
+    proc = run_python(code=GETCURRENT_AT_FINALIZATION, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines() == ["ready", "RuntimeError: greenlet is being finalized"]
+
+
+# A greenlet switched to, and started, by a __del__ that runs when the
+# modules are torn down (here, fastco's own module's dict).
+SWITCH_AT_MODULE_TEARDOWN = r"""
+import os
+import fastco
+
+gs = []
+
+def run(gs=gs, write=os.write):
+    write(1, b"run\n")
+    gs[0].parent.switch(1)
+
+gs.append(fastco.greenlet(run))
+gs.append(fastco.greenlet(run))
+gs[1].switch()
+
+class WithDel:
+    def __del__(self, gs=gs, write=os.write):
+        write(1, b"__del__\n")
+        result = gs[0].switch()
+        write(1, b"result %d\n" % result)
+
+fastco.with_del = WithDel()
+"""
+
+
+def test_switch_and_start_at_module_teardown() -> None:
+    proc = run_python(code=SWITCH_AT_MODULE_TEARDOWN, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines() == ["run", "__del__", "run", "result 1"]
