@@ -25,6 +25,7 @@ from fastco._greenlet import (
     getcurrent,
     gettrace,
     greenlet,
+    install_as_greenlet,
     set_default_stack_size,
     settrace,
 )
@@ -81,6 +82,7 @@ __all__ = [
     "getcurrent",
     "gettrace",
     "greenlet",
+    "install_as_greenlet",
     "joinall",
     "killall",
     "monkey",
