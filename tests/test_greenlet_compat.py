@@ -303,3 +303,140 @@ def test_switch_and_start_at_module_teardown() -> None:
     proc = run_python(code=SWITCH_AT_MODULE_TEARDOWN, timeout=60)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.splitlines() == ["run", "__del__", "run", "result 1"]
+
+
+# Bad input, side by side with greenlet: each case gets the name of the
+# exception it raised (or "ok") from each implementation, `G` being the
+# module (fastco, or the greenlet package).
+
+class _FailingInit(Exception):
+    def __init__(self, *args):
+        raise KeyError("no")
+
+
+def _suspended(G):
+    g = G.greenlet(lambda: G.getcurrent().parent.switch())
+    g.switch()
+    return g
+
+
+def _finished(G):
+    g = G.greenlet(lambda: None)
+    g.switch()
+    return g
+
+
+def _other_thread(G, keep_alive: bool):
+    """(a suspended greenlet, the main greenlet) of another thread, which has
+    ended or is waiting; and a function that lets it end."""
+    got, release = {}, threading.Event()
+
+    def body():
+        got["g"], got["main"] = _suspended(G), G.getcurrent()
+        got["ready"] = True
+        if keep_alive:
+            release.wait(10)
+
+    t = threading.Thread(target=body)
+    t.start()
+    while "ready" not in got:
+        t.join(0.01)
+    if not keep_alive:
+        t.join(10)
+
+    def finish():
+        release.set()
+        t.join(10)
+    return got["g"], got["main"], finish
+
+
+BAD_INPUT = {
+    "run not callable": lambda G: G.greenlet(5).switch(),
+    "run None": lambda G: G.greenlet(None).switch(),
+    "parent an int": lambda G: G.greenlet(lambda: 1, 5),
+    "parent a str keyword": lambda G: G.greenlet(lambda: 1, parent="x"),
+    "too many arguments": lambda G: G.greenlet(lambda: 1, None, 5),
+    "unknown keyword": lambda G: G.greenlet(foo=1),
+    "throw an int": lambda G: _suspended(G).throw(5),
+    "throw a non-exception class": lambda G: _suspended(G).throw(object),
+    "throw a str": lambda G: _suspended(G).throw("x"),
+    "throw a bad traceback": lambda G: _suspended(G).throw(ValueError, 1, 2),
+    "throw an instance and a value": lambda G: _suspended(G).throw(ValueError(), 5),
+    "throw four arguments": lambda G: _suspended(G).throw(ValueError, None, None, 1),
+    "throw by keyword": lambda G: _suspended(G).throw(typ=ValueError),
+    "throw a class whose __init__ fails": lambda G: _suspended(G).throw(_FailingInit),
+    "throw into an unstarted one": lambda G: G.greenlet(lambda: 1).throw(ValueError),
+    "throw into a finished one": lambda G: _finished(G).throw(ValueError),
+    "switch unbound to a non-greenlet": lambda G: G.greenlet.switch(5),
+    "throw unbound to a non-greenlet": lambda G: G.greenlet.throw(5),
+    "delete parent": lambda G: delattr(G.greenlet(lambda: 1), "parent"),
+    "parent of a main greenlet": lambda G: setattr(G.getcurrent(), "parent", G.greenlet()),
+    "parent cycle": lambda G: (lambda g: setattr(g, "parent", g))(G.greenlet()),
+    "run set after the start": lambda G: setattr(_suspended(G), "run", len),
+    "__init__ again after the start": lambda G: _suspended(G).__init__(len),
+    "gr_context an int": lambda G: setattr(G.greenlet(lambda: 1), "gr_context", 5),
+    "delete gr_context": lambda G: delattr(G.greenlet(lambda: 1), "gr_context"),
+    "getcurrent with an argument": lambda G: G.getcurrent(1),
+    "gettrace with an argument": lambda G: G.gettrace(1),
+    "settrace with two arguments": lambda G: G.settrace(None, None),
+    "pickle": lambda G: __import__("pickle").dumps(G.greenlet(lambda: 1)),
+    "copy": lambda G: __import__("copy").copy(G.greenlet(lambda: 1)),
+}
+
+
+def _outcome(G, case) -> str:
+    try:
+        case(G)
+    except BaseException as exc:  # noqa: BLE001 - the type is the result
+        return "error" if isinstance(exc, G.error) else type(exc).__name__
+    return "ok"
+
+
+def _real_greenlet():
+    real = pytest.importorskip("greenlet")
+    if getattr(real, "__fastco__", False):
+        pytest.skip("the greenlet module is fastco's here")
+    return real
+
+
+@pytest.mark.parametrize("case", BAD_INPUT)
+def test_bad_input_raises_what_greenlet_raises(case: str) -> None:
+    real = _real_greenlet()
+    expected = _outcome(real, BAD_INPUT[case])
+    assert expected != "ok"
+    assert _outcome(fastco, BAD_INPUT[case]) == expected
+
+
+CROSS_THREAD = {
+    "switch to a greenlet of a thread that ended": lambda G, g, main: g.switch(),
+    "throw into a greenlet of a thread that ended": lambda G, g, main: g.throw(ValueError),
+    "switch to the main greenlet of a thread that ended": lambda G, g, main: main.switch(),
+    "start with a parent on a thread that ended": lambda G, g, main: (
+        lambda n: (setattr(n, "parent", main), n.switch()))(G.greenlet(lambda: 1)),
+}
+CROSS_LIVE_THREAD = {
+    "switch to a greenlet of another thread": lambda G, g, main: g.switch(),
+    "throw into a greenlet of another thread": lambda G, g, main: g.throw(),
+    "move a started greenlet to another thread": lambda G, g, main: setattr(
+        _suspended(G), "parent", main),
+    "gr_context of another thread's running greenlet": lambda G, g, main: main.gr_context,
+    "set gr_context of another thread's running greenlet": lambda G, g, main: setattr(
+        main, "gr_context", None),
+}
+
+
+@pytest.mark.parametrize("alive", [False, True], ids=["ended", "alive"])
+def test_cross_thread_misuse_raises_what_greenlet_raises(alive: bool) -> None:
+    real = _real_greenlet()
+    cases = CROSS_LIVE_THREAD if alive else CROSS_THREAD
+    outcomes = {}
+    for G in (real, fastco):
+        g, main, finish = _other_thread(G, keep_alive=alive)
+        try:
+            outcomes[G.__name__] = {
+                name: _outcome(G, lambda G, c=c, g=g, main=main: c(G, g, main))
+                for name, c in cases.items()}
+        finally:
+            finish()
+    assert "ok" not in outcomes["greenlet"].values()
+    assert outcomes["fastco"] == outcomes["greenlet"]
