@@ -69,6 +69,59 @@ def test_run_lookup_that_moves_the_greenlet_to_another_thread(other: str) -> Non
     assert proc.stdout.splitlines() == [f"error {message}", "started False"]
 
 
+# The lookup moves the new greenlet to thread b and lets b start it: the
+# switch here, retried on the now started greenlet, must see that it is b's.
+STARTED_ON_ANOTHER_THREAD_DURING_LOOKUP = r"""
+import threading
+import fastco
+
+go, started, finish = threading.Event(), threading.Event(), threading.Event()
+other = {}
+
+def thread_b():
+    other["main"] = fastco.getcurrent()
+    other["ready"] = True
+    go.wait(30)
+    print("b got", g.switch())
+    started.set()
+    finish.wait(30)
+    print("b end", g.switch())
+
+def run():
+    fastco.getcurrent().parent.switch("hi from g")
+    return "g done"
+
+class G(fastco.greenlet):
+    moved = False
+    def __getattribute__(self, name):
+        if name == "run" and not G.moved:
+            G.moved = True
+            self.parent = other["main"]
+            go.set()
+            started.wait(30)
+        return run if name == "run" else fastco.greenlet.__getattribute__(self, name)
+
+t = threading.Thread(target=thread_b)
+t.start()
+while "ready" not in other:
+    t.join(0.01)
+g = G(run)
+try:
+    print("main got", g.switch())
+except fastco.error as exc:
+    print("error", str(exc).splitlines()[0])
+finish.set()
+t.join(30)
+"""
+
+
+def test_run_lookup_that_has_another_thread_start_the_greenlet() -> None:
+    proc = run_python(code=STARTED_ON_ANOTHER_THREAD_DURING_LOOKUP, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines() == [
+        "b got hi from g", "error Cannot switch to a different thread", "b end g done"]
+
+
 def test_run_lookup_that_starts_the_greenlet_switches_to_it_as_started() -> None:
     """The lookup switches into the greenlet itself, which starts it there:
     the outer switch then goes on as a plain switch to the started greenlet

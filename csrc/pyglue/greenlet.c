@@ -373,7 +373,9 @@ static PyObject *fc_switch(fc_thread *ts, FcGreenlet *g, fc_xfer *x)
     int rc;
 
     /* The thread is checked on `g` itself first, as greenlet does, so that
-     * a dead greenlet of another thread is an error too. */
+     * a dead greenlet of another thread is an error too; then on the live
+     * target, each time round (Python code run by prepare_start may have
+     * moved it, or had another thread start it). */
     if (check_thread(g, ts) < 0)
         goto fail;
     for (;;) {
@@ -382,7 +384,7 @@ static PyObject *fc_switch(fc_thread *ts, FcGreenlet *g, fc_xfer *x)
             PyErr_SetString(FcExc_Error, "cannot switch to a dead greenlet with no live parent");
             goto fail;
         }
-        if (target != g && check_thread(target, ts) < 0)
+        if (check_thread(target, ts) < 0)
             goto fail;
         if (target == ts->current) {
             if (call_trace(ts, x->kind, target, target) < 0)
