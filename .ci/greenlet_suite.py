@@ -439,6 +439,12 @@ def main() -> int:
         return list_main(args.list)
 
     started = time.monotonic()
+    # Absolute (the tests run elsewhere), but not resolved: a venv's python
+    # is a symlink to the interpreter it was made from.
+    found = shutil.which(args.python) if os.sep not in args.python else args.python
+    if found is None:
+        raise SystemExit(f"greenlet_suite: no interpreter {args.python!r}")
+    args.python = os.path.abspath(found)
     tmp = None
     if args.workdir is None:
         tmp = args.workdir = Path(tempfile.mkdtemp(prefix="greenlet-suite-"))

@@ -704,8 +704,9 @@ static PyObject *green_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
         PyObject *empty = PyTuple_New(0);
         PyObject *r = empty != NULL ? PyBaseObject_Type.tp_new(type, empty, NULL) : NULL;
         Py_XDECREF(empty);
-        Py_XDECREF(r);
-        return NULL;
+        if (r == NULL)
+            return NULL;
+        Py_DECREF(r);   /* it did not refuse: go on as for any type */
     }
     ts = fc_thread_get();
     if (ts == NULL)
@@ -817,7 +818,8 @@ static void green_dealloc(FcGreenlet *self)
     /* An active greenlet left here could not be killed (its thread is gone,
      * or the interpreter is shutting down): its suspended frames still
      * point into its stack, which is therefore never reused. */
-    fc_thread_decref(self->thread);
+    if (self->thread != NULL)   /* NULL: made by object.__new__ (see green_new) */
+        fc_thread_decref(self->thread);
     if (self->is_main)
         fc_main_greenlets--;
     Py_TYPE(self)->tp_free((PyObject *)self);
