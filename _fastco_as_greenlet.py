@@ -18,12 +18,11 @@ the same for the running process.
 
 from __future__ import annotations
 
+# Nothing beyond what the interpreter's start has imported anyway.
 import importlib.machinery
 import importlib.util
 import os
 import sys
-from collections.abc import Sequence
-from types import ModuleType
 
 #: The environment variable that switches it on ("1"; anything else: off).
 ENV_VAR = "FASTCO_AS_GREENLET"
@@ -46,8 +45,8 @@ class GreenletFinder:
     """
 
     @classmethod
-    def find_spec(cls, fullname: str, path: Sequence[str] | None = None,
-                  target: ModuleType | None = None) -> importlib.machinery.ModuleSpec | None:
+    def find_spec(cls, fullname: str, path: object = None,
+                  target: object = None) -> importlib.machinery.ModuleSpec | None:
         if fullname != "greenlet":
             return None
         return importlib.machinery.PathFinder.find_spec(fullname, [provider_root()])
@@ -57,7 +56,7 @@ class GreenletFinder:
         """Nothing cached here (the path finder keeps its own caches)."""
 
 
-def is_provided(module: ModuleType) -> bool:
+def is_provided(module: object) -> bool:
     """Whether ``module`` is fastco's greenlet module (not the real greenlet)."""
     return getattr(module, "__fastco__", False) is True
 
