@@ -16,11 +16,8 @@ first ``import greenlet``.  From code, ``fastco.install_as_greenlet()`` does
 the same for the running process.
 """
 
-from __future__ import annotations
-
-# Nothing beyond what the interpreter's start has imported anyway.
-import importlib.machinery
-import importlib.util
+# Only what the interpreter's start has imported anyway: importlib's parts
+# are imported at the first `import greenlet`.
 import os
 import sys
 
@@ -30,6 +27,8 @@ ENV_VAR = "FASTCO_AS_GREENLET"
 
 def provider_root() -> str:
     """The directory that holds fastco's ``greenlet`` package."""
+    import importlib.util
+
     spec = importlib.util.find_spec("fastco")   # finds fastco without running it
     if spec is None or not spec.submodule_search_locations:
         raise ImportError("fastco is not installed: cannot provide the greenlet module")
@@ -46,10 +45,13 @@ class GreenletFinder:
 
     @classmethod
     def find_spec(cls, fullname: str, path: object = None,
-                  target: object = None) -> importlib.machinery.ModuleSpec | None:
+                  target: object = None) -> object:
+        """The spec of fastco's package for the name ``greenlet``, else None."""
         if fullname != "greenlet":
             return None
-        return importlib.machinery.PathFinder.find_spec(fullname, [provider_root()])
+        from importlib.machinery import PathFinder
+
+        return PathFinder.find_spec(fullname, [provider_root()])
 
     @classmethod
     def invalidate_caches(cls) -> None:
