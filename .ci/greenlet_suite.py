@@ -348,8 +348,10 @@ def run_suite(python: str, impl: str, env: dict[str, str], src: Path, workdir: P
         current: tuple[str, float] | None = None
         seen = 0
         done = False
+        before = len(results)
         while True:
-            time.sleep(0.2)
+            # Polled before reading: once it has exited, all it wrote is read.
+            status = proc.poll()
             lines = results_file.read_text(encoding="utf-8").splitlines()
             for line in lines[seen:]:
                 event = json.loads(line)
@@ -361,7 +363,6 @@ def run_suite(python: str, impl: str, env: dict[str, str], src: Path, workdir: P
                 else:
                     done = True
             seen = len(lines)
-            status = proc.poll()
             if status is not None:
                 break
             if current is not None and time.monotonic() - current[1] > timeout:
@@ -371,13 +372,19 @@ def run_suite(python: str, impl: str, env: dict[str, str], src: Path, workdir: P
                                        "detail": f"still running after {timeout:.0f} s: killed"}
                 current = None
                 break
+            time.sleep(0.2)
         if current is not None:
             how = (f"killed by signal {signal.Signals(-status).name}" if status < 0
                    else f"exited with status {status}")
             results[current[0]] = {"outcome": "crash", "detail": f"the process {how}"}
-        elif not done and status is not None and status != 0 and not results:
-            raise SystemExit(f"greenlet_suite: the test process failed to start (status "
-                             f"{status}); see the log")
+        elif not done and len(results) == before:
+            # It died before running any test: another child would too.
+            if not results:
+                raise SystemExit(f"greenlet_suite: the test process failed to start (status "
+                                 f"{status}); see the log")
+            for i in pending:
+                results[i] = {"outcome": "error",
+                              "detail": f"the test process exited ({status}) before it"}
         pending = [i for i in pending if i not in results]
         if done and pending:
             for i in pending:   # not found by the loader: should not happen
