@@ -249,6 +249,9 @@ class _SignalTask:
         self.old_fd = signal.set_wakeup_fd(self.wsock.fileno(), warn_on_full_buffer=False)
         for signum in self.SIGNALS:
             signal.signal(signum, _ignore_signal)
+        # A worker starts with them blocked (see Supervisor._fork): one that
+        # came meanwhile is delivered now, to the handler.
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, self.SIGNALS)
         self.task = fastco.spawn(self._run)
 
     def _run(self) -> None:
@@ -433,7 +436,11 @@ class Supervisor:
         if pid == 0:   # the worker
             status = 1
             try:
-                signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
+                # SIGINT/SIGTERM stay blocked until serve() handles them: one
+                # sent while the worker starts (a quick stop after a restart)
+                # must end in its report, not in the default action.
+                signal.pthread_sigmask(signal.SIG_SETMASK,
+                                       set(old_mask) | set(_SignalTask.SIGNALS))
                 os.close(self.rpipe)
                 os.close(self.alive_w)
                 self.placeholder.close()
