@@ -1,5 +1,7 @@
-"""Build of fastco: the cffi extension fastco._core (see fastco/_build.py)."""
+"""Build of fastco: the cffi extension fastco._core (see fastco/_build.py),
+and fastco-as-greenlet.pth (see _fastco_as_greenlet.py)."""
 
+import os
 import platform
 import sys
 import sysconfig
@@ -23,6 +25,9 @@ check_interpreter()
 
 from setuptools import setup  # noqa: E402
 from setuptools.command.build_ext import build_ext  # noqa: E402
+from setuptools.command.build_py import build_py  # noqa: E402
+
+PTH = "fastco-as-greenlet.pth"
 
 
 class BuildExt(build_ext):
@@ -34,7 +39,27 @@ class BuildExt(build_ext):
         super().build_extensions()
 
 
+class BuildPy(build_py):
+    """build_py that also puts fastco-as-greenlet.pth at the root of what is
+    installed (site-packages), where the interpreter runs it at start.
+
+    An editable install (pip install -e) does not install the build
+    directory but the wheel that editable_wheel unpacks into install_lib:
+    the file goes there too.
+    """
+
+    def run(self) -> None:
+        super().run()
+        self.copy_file(PTH, os.path.join(self.build_lib, PTH), preserve_mode=False)
+        if getattr(self, "editable_mode", False):
+            wheel_root = self.get_finalized_command("install").install_lib
+            self.copy_file(PTH, os.path.join(wheel_root, PTH), preserve_mode=False)
+
+    def get_outputs(self, include_bytecode: bool = True) -> list[str]:
+        return [*super().get_outputs(include_bytecode), os.path.join(self.build_lib, PTH)]
+
+
 setup(
     cffi_modules=["fastco/_build.py:ffibuilder"],
-    cmdclass={"build_ext": BuildExt},
+    cmdclass={"build_ext": BuildExt, "build_py": BuildPy},
 )

@@ -26,6 +26,7 @@ from fastco._greenlet import (
     getcurrent,
     gettrace,
     greenlet,
+    install_as_greenlet,
     set_default_stack_size,
     settrace,
 )
@@ -82,6 +83,7 @@ __all__ = [
     "getcurrent",
     "gettrace",
     "greenlet",
+    "install_as_greenlet",
     "joinall",
     "killall",
     "monkey",

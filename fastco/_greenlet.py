@@ -30,4 +30,18 @@ from fastco._native import (  # noqa: E402
 )
 
 __all__ = ["GreenletExit", "error", "getcurrent", "gettrace", "greenlet",
-           "set_default_stack_size", "settrace"]
+           "install_as_greenlet", "set_default_stack_size", "settrace"]
+
+
+def install_as_greenlet() -> None:
+    """Make ``import greenlet`` give fastco's greenlet module, in this process.
+
+    For libraries built on greenlet (SQLAlchemy's asyncio layer, greenback,
+    gevent in pure-Python mode).  Call it before anything imports greenlet:
+    RuntimeError if the real greenlet was imported already.  Child processes
+    are not affected; the environment variable FASTCO_AS_GREENLET=1 switches
+    it on for a whole program, children included.
+    """
+    import _fastco_as_greenlet
+
+    _fastco_as_greenlet.install()

@@ -29,8 +29,8 @@ REFERENCE_COLLECTS_SUSPENDED = sys.version_info >= (3, 15)
 NAME_ATTR = "_difftest_name"
 
 # Exceptions whose args are messages worded by the implementation: only their
-# type is compared (fastco says "parent must be a greenlet, not int" where
-# greenlet says "GreenletChecker: Expected any type of greenlet, not int").
+# type is compared (fastco words some as greenlet does, not all: e.g. its
+# TypeError for settrace(5), which greenlet accepts).
 MESSAGE_TYPES = (TypeError, ValueError, AttributeError, RuntimeError)
 
 

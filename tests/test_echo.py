@@ -264,6 +264,28 @@ def test_workers_share_the_port_and_a_dead_worker_is_restarted() -> None:
         assert not _alive(pid)
 
 
+def test_a_worker_stopped_as_it_starts_still_reports() -> None:
+    """SIGTERM right after a restart reaches the new worker before it has
+    set up its handlers: it must stop with its report, not die unreported
+    (it did about half the time)."""
+    with Echo("--workers", "2", "-v") as e:
+        e.expect(r"worker 2 started")
+        deadline = time.monotonic() + 10
+        while len(children(e.proc.pid)) < 2 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        first = children(e.proc.pid)
+        victim = min(first)
+        time.sleep(0.3)                           # both are serving
+        os.kill(victim, signal.SIGKILL)
+        old = "|".join(map(str, first))
+        e.expect(rf"worker \d started \(pid (?!(?:{old})\))\d+\)")
+        e.signal(signal.SIGTERM)                  # the new one is starting
+        status, out, err = e.finish()
+    assert status == 0, err
+    assert "1 restart(s)" in out
+    assert "1 worker(s) ended without reporting their counts" in out, out
+
+
 def test_workers_stop_when_the_supervisor_is_killed() -> None:
     with Echo("--workers", "2") as e:
         deadline = time.monotonic() + 10

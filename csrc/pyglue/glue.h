@@ -55,6 +55,8 @@ struct fc_thread {
     fc_xfer xfer;               /* what the switch carries */
     FcGreenlet *origin;         /* strong; the greenlet that switched */
     FcGreenlet *dying;          /* strong; finished, resources to release */
+    PyObject *start_run;        /* strong; the callable a greenlet that
+                                 * starts gets (see prepare_start) */
     int carry;                  /* see fc_pystate_save */
     PyObject *trace;            /* strong; fastco.settrace() callback */
     /* Greenlets of this thread that lost their last reference on another
@@ -106,6 +108,7 @@ extern PyObject *FcExc_GreenletExit;
 extern PyObject *FcExc_Error;
 #define FcGreenlet_Check(op) PyObject_TypeCheck(op, &FcGreenlet_Type)
 FcGreenlet *fc_greenlet_new_main(fc_thread *ts);
+extern Py_ssize_t fc_main_greenlets;
 int fc_greenlet_type_ready(void);
 PyObject *fc_set_default_stack_size(PyObject *module, PyObject *arg);
 PyObject *fc_greenlet_switch(PyObject *g, PyObject *value);

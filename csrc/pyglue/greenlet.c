@@ -64,16 +64,21 @@ static PyObject *str_run, *str_switch, *str_throw;
  * Small helpers
  */
 
-static fc_thread *owner_or_error(FcGreenlet *g, fc_thread *ts)
+/* Whether `g` belongs to this thread (`ts`), so that a switch to it may
+ * happen here.  Returns 0, or -1 with greenlet.error set, in greenlet's
+ * words (its %R is each thread's main greenlet). */
+static int check_thread(FcGreenlet *g, fc_thread *ts)
 {
-    if (g->thread != ts) {
+    if (g->thread == ts)
+        return 0;
+    if (!g->thread->alive)
         PyErr_SetString(FcExc_Error,
-                        g->thread->alive
-                            ? "cannot switch to a different thread"
-                            : "cannot switch to a different thread (which happens to have exited)");
-        return NULL;
-    }
-    return ts;
+                        "cannot switch to a different thread (which happens to have exited)");
+    else
+        PyErr_Format(FcExc_Error,
+                     "Cannot switch to a different thread\n\tCurrent:  %R\n\tExpected: %R",
+                     (PyObject *)ts->main, (PyObject *)g->thread->main);
+    return -1;
 }
 
 /* The greenlet a switch to `g` really goes to: `g`, or the first of its
@@ -111,26 +116,29 @@ static void *own_chunk(FcGreenlet *g)
     return split < (char *)g->stack.lo + g->stack.size ? split : NULL;
 }
 
-/* Gets a never-started greenlet ready to run: its callable and its stack.
- * Runs in the switching greenlet; on failure the switch fails there. */
-static int prepare_start(FcGreenlet *g)
+/* Gets a never-started greenlet of this thread ready to run: looks up the
+ * callable it starts with (in *run, a new reference, for the switch to hand
+ * to it: see after_switch) and gets its stack.  Runs in the switching
+ * greenlet; on failure (-1, exception set) the switch fails there.
+ *
+ * Looking `run` up is Python code when a subclass defines run() or
+ * __getattribute__: code that may start the greenlet itself (then 1 is
+ * returned, and the caller switches to it as it is now, as greenlet does),
+ * or give it a parent on another thread (an error, rechecked here). */
+static int prepare_start(FcGreenlet *g, fc_thread *ts, PyObject **run_out)
 {
     PyObject *run;
     int err;
 
-    if (fc_py_finalizing()) {
-        PyErr_SetString(FcExc_Error,
-                        "cannot start a greenlet while the interpreter shuts down");
-        return -1;
-    }
-    /* A subclass may define run() as a method: look it up as an attribute. */
     run = PyObject_GetAttr((PyObject *)g, str_run);
     if (run == NULL)
         return -1;
     if (g->state != FC_NEW) {
-        /* Looking up `run` ran Python code that started or killed it. */
         Py_DECREF(run);
-        PyErr_SetString(FcExc_Error, "greenlet was started while it was being switched to");
+        return 1;
+    }
+    if (check_thread(g, ts) < 0) {
+        Py_DECREF(run);
         return -1;
     }
     if (g->stack.lo == NULL) {
@@ -144,8 +152,17 @@ static int prepare_start(FcGreenlet *g)
             return -1;
         }
     }
-    Py_XSETREF(g->run, run);
+    *run_out = run;
     return 0;
+}
+
+/* Replaces what a switch carries by the exception set (the switch failed,
+ * and this failure travels on instead). */
+static void xfer_set_error(fc_xfer *x)
+{
+    fc_xfer_clear(x);
+    x->kind = FC_XFER_EXC;
+    PyErr_Fetch(&x->a, &x->b, &x->c);
 }
 
 /* Converts what a switch carried into the value switch() returns, the
@@ -260,9 +277,12 @@ static int call_trace(fc_thread *ts, int kind, FcGreenlet *origin, FcGreenlet *t
 
 /* First thing a greenlet does when it gets control: take what was sent,
  * finish the switch's bookkeeping, and report it to the trace function.
- * Returns 0 with the transfer in *x, or -1 with an exception set (the
- * trace function failed; the transfer is dropped, as greenlet does). */
-static int after_switch(fc_thread *ts, FcGreenlet *self, fc_xfer *x)
+ * A greenlet that starts gets `start_run`, the callable prepare_start
+ * looked up, in place of the one it was given: dropping that one may run
+ * Python code (a __del__), and does so here, in the new greenlet, as in
+ * greenlet.  Returns 0 with the transfer in *x, or -1 with an exception set
+ * (the trace function failed; the transfer is dropped, as greenlet does). */
+static int after_switch(fc_thread *ts, FcGreenlet *self, fc_xfer *x, PyObject *start_run)
 {
     FcGreenlet *origin = ts->origin;
     int rc = 0;
@@ -273,6 +293,8 @@ static int after_switch(fc_thread *ts, FcGreenlet *self, fc_xfer *x)
     ts->origin = NULL;
     if (ts->dying != NULL)
         release_dead(ts);
+    if (start_run != NULL)
+        Py_XSETREF(self->run, start_run);
     if (origin != NULL && call_trace(ts, x->kind, origin, self) < 0) {
         fc_xfer_clear(x);
         rc = -1;
@@ -339,34 +361,53 @@ static PyObject *switch_to(fc_thread *ts, FcGreenlet *target)
     fc_xfer x;
 
     leave_for(ts, target);
-    if (after_switch(ts, self, &x) < 0)
+    if (after_switch(ts, self, &x, NULL) < 0)
         return NULL;
     return xfer_result(&x);
 }
 
-/* Sends `x` (consumed) to `target`, the greenlet way. */
-static PyObject *fc_switch(fc_thread *ts, FcGreenlet *target, fc_xfer *x)
+/* Sends `x` (consumed) to `g`, the greenlet way: to `g` if it is live, or
+ * to its first live ancestor, which starts if it never did. */
+static PyObject *fc_switch(fc_thread *ts, FcGreenlet *g, fc_xfer *x)
 {
-    target = live_target(target);
-    if (target == NULL || owner_or_error(target, ts) == NULL) {
-        if (target == NULL)
+    FcGreenlet *target = g;
+    PyObject *run = NULL;
+    int rc;
+
+    /* The thread is checked on `g` itself first, as greenlet does, so that
+     * a dead greenlet of another thread is an error too; then on the live
+     * target, each time round (Python code run by prepare_start may have
+     * moved it, or had another thread start it). */
+    if (check_thread(g, ts) < 0)
+        goto fail;
+    for (;;) {
+        target = live_target(target);
+        if (target == NULL) {
             PyErr_SetString(FcExc_Error, "cannot switch to a dead greenlet with no live parent");
-        fc_xfer_clear(x);
-        return NULL;
-    }
-    if (target == ts->current) {
-        if (call_trace(ts, x->kind, target, target) < 0) {
-            fc_xfer_clear(x);
-            return NULL;
+            goto fail;
         }
-        return xfer_result(x);
-    }
-    if (target->state == FC_NEW && prepare_start(target) < 0) {
-        fc_xfer_clear(x);
-        return NULL;
+        if (check_thread(target, ts) < 0)
+            goto fail;
+        if (target == ts->current) {
+            if (call_trace(ts, x->kind, target, target) < 0)
+                goto fail;
+            return xfer_result(x);
+        }
+        if (target->state != FC_NEW)
+            break;
+        rc = prepare_start(target, ts, &run);
+        if (rc < 0)
+            goto fail;
+        if (rc == 0)
+            break;
+        /* Started meanwhile (see prepare_start): look again. */
     }
     ts->xfer = *x;
+    ts->start_run = run;
     return switch_to(ts, target);
+fail:
+    fc_xfer_clear(x);
+    return NULL;
 }
 
 /* ------------------------------------------------------------------------
@@ -381,6 +422,7 @@ static void g_finish(fc_thread *ts, FcGreenlet *self, PyObject *result)
 {
     fc_xfer x = {FC_XFER_NONE, NULL, NULL, NULL};
     FcGreenlet *target;
+    PyObject *run = NULL;
 
     /* GreenletExit does not propagate: it becomes the value sent. */
     if (result == NULL && PyErr_ExceptionMatches(FcExc_GreenletExit)) {
@@ -407,16 +449,16 @@ static void g_finish(fc_thread *ts, FcGreenlet *self, PyObject *result)
      * greenlet may, with a new parent), is passed over, with the reason as
      * outcome.  Past the end of the chain, this thread's main greenlet gets
      * it (greenlet aborts the process there). */
-    for (FcGreenlet *candidate = self->parent;; candidate = target->parent) {
+    for (FcGreenlet *candidate = self->parent;;) {
+        int rc;
         target = live_target(candidate);
         if (target == NULL) {
             target = ts->main;
             break;
         }
-        if (owner_or_error(target, ts) == NULL) {
-            fc_xfer_clear(&x);
-            x.kind = FC_XFER_EXC;
-            PyErr_Fetch(&x.a, &x.b, &x.c);
+        if (check_thread(target, ts) < 0) {
+            xfer_set_error(&x);
+            candidate = target->parent;
             continue;
         }
         if (target->state != FC_NEW)
@@ -427,19 +469,22 @@ static void g_finish(fc_thread *ts, FcGreenlet *self, PyObject *result)
                 Py_SETREF(x.a, args);
                 x.kind = FC_XFER_ARGS;
             } else {
-                fc_xfer_clear(&x);
-                x.kind = FC_XFER_EXC;
-                PyErr_Fetch(&x.a, &x.b, &x.c);
+                xfer_set_error(&x);
             }
         }
-        if (prepare_start(target) == 0)
+        rc = prepare_start(target, ts, &run);
+        if (rc == 0)
             break;
-        /* It stays unstarted, as in greenlet; the error goes on up. */
-        fc_xfer_clear(&x);
-        x.kind = FC_XFER_EXC;
-        PyErr_Fetch(&x.a, &x.b, &x.c);
+        if (rc < 0) {
+            /* It stays unstarted, as in greenlet; the error goes on up. */
+            xfer_set_error(&x);
+            candidate = target->parent;
+        } else {
+            candidate = target;   /* started meanwhile: look again */
+        }
     }
     ts->xfer = x;
+    ts->start_run = run;
     Py_INCREF(self);
     ts->dying = self;
     fc_exc_item_clear(&self->exc_item);
@@ -453,11 +498,14 @@ static void g_body(void *arg)
 {
     FcGreenlet *self = arg;
     fc_thread *ts = self->thread;
-    PyObject *run = self->run, *result = NULL;
+    PyObject *run = ts->start_run, *result = NULL;
     fc_xfer x;
 
-    self->run = NULL;
-    if (after_switch(ts, self, &x) == 0) {
+    ts->start_run = NULL;
+    if (after_switch(ts, self, &x, run) == 0) {
+        /* self->run stays set while it runs, for the collector to see;
+         * nothing can change it (run cannot be set after the start). */
+        run = Py_NewRef(self->run);
         switch (x.kind) {
         case FC_XFER_VALUE:
             result = PyObject_CallOneArg(run, x.a);
@@ -474,8 +522,11 @@ static void g_body(void *arg)
             break;
         }
         fc_xfer_clear(&x);
+        Py_DECREF(run);
     }
-    Py_DECREF(run);
+    /* Dropping the callable may run Python code (which keeps the outcome
+     * pending), as in greenlet. */
+    Py_CLEAR(self->run);
     g_finish(ts, self, result);
 }
 
@@ -526,17 +577,26 @@ static int kill_here(fc_thread *ts, FcGreenlet *g)
     return 0;
 }
 
-/* Kills the greenlets that lost their last reference on another thread. */
+/* Kills the greenlets that lost their last reference on another thread.
+ * Called where greenlet does it: at a switch, getcurrent() and the creation
+ * of a greenlet on their thread.  The exception being raised, if any, is
+ * kept.  During finalization they are left alone (greenlet leaks them
+ * there): no greenlet may run any more. */
 void fc_kill_pending(fc_thread *ts)
 {
-    PyObject *list = ts->pending_kills;
+    PyObject *list = ts->pending_kills, *et, *ev, *etb;
+
+    if (list == NULL || fc_py_finalizing())
+        return;
     ts->pending_kills = NULL;
+    PyErr_Fetch(&et, &ev, &etb);
     for (Py_ssize_t i = 0; i < PyList_GET_SIZE(list); i++) {
         FcGreenlet *g = (FcGreenlet *)PyList_GET_ITEM(list, i);
         if (g->state == FC_ACTIVE && g->thread == ts && kill_here(ts, g) < 0)
             PyErr_WriteUnraisable((PyObject *)g);
     }
     Py_DECREF(list);
+    PyErr_Restore(et, ev, etb);
 }
 
 /* The thread is exiting, still alive, on its main greenlet: kill its
@@ -621,6 +681,9 @@ static int kill_on_dealloc(FcGreenlet *self)
  * The Python type
  */
 
+/* Main greenlets that exist (greenlet reports the same number). */
+Py_ssize_t fc_main_greenlets;
+
 FcGreenlet *fc_greenlet_new_main(fc_thread *ts)
 {
     FcGreenlet *g = (FcGreenlet *)FcGreenlet_Type.tp_alloc(&FcGreenlet_Type, 0);
@@ -630,17 +693,31 @@ FcGreenlet *fc_greenlet_new_main(fc_thread *ts)
     fc_thread_incref(ts);
     g->state = FC_ACTIVE;
     g->is_main = 1;
+    fc_main_greenlets++;
     return g;
 }
 
 static PyObject *green_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
 {
-    fc_thread *ts = fc_thread_get();
+    fc_thread *ts;
     FcGreenlet *g;
     (void)args;
     (void)kwds;
+    if (type->tp_flags & Py_TPFLAGS_IS_ABSTRACT) {
+        /* An abc subclass with abstract methods left: object.__new__ refuses
+         * it, with the message that names them. */
+        PyObject *empty = PyTuple_New(0);
+        PyObject *r = empty != NULL ? PyBaseObject_Type.tp_new(type, empty, NULL) : NULL;
+        Py_XDECREF(empty);
+        if (r == NULL)
+            return NULL;
+        Py_DECREF(r);   /* it did not refuse: go on as for any type */
+    }
+    ts = fc_thread_get();
     if (ts == NULL)
         return NULL;
+    if (ts->pending_kills != NULL)
+        fc_kill_pending(ts);   /* greenlet does it here too */
     g = (FcGreenlet *)type->tp_alloc(type, 0);
     if (g == NULL)
         return NULL;
@@ -746,7 +823,10 @@ static void green_dealloc(FcGreenlet *self)
     /* An active greenlet left here could not be killed (its thread is gone,
      * or the interpreter is shutting down): its suspended frames still
      * point into its stack, which is therefore never reused. */
-    fc_thread_decref(self->thread);
+    if (self->thread != NULL)   /* NULL: made by object.__new__ (see green_new) */
+        fc_thread_decref(self->thread);
+    if (self->is_main)
+        fc_main_greenlets--;
     Py_TYPE(self)->tp_free((PyObject *)self);
 }
 
@@ -892,7 +972,7 @@ static PyObject *green_getdead(FcGreenlet *self, void *closure)
 static PyObject *green_getrun(FcGreenlet *self, void *closure)
 {
     (void)closure;
-    if (self->run == NULL) {
+    if (self->state != FC_NEW || self->run == NULL) {
         PyErr_SetObject(PyExc_AttributeError, str_run);
         return NULL;
     }
@@ -930,7 +1010,8 @@ static int green_setparent(FcGreenlet *self, PyObject *parent, void *closure)
         return -1;
     }
     if (!FcGreenlet_Check(parent)) {
-        PyErr_Format(PyExc_TypeError, "parent must be a greenlet, not %s",
+        /* greenlet's message, word for word. */
+        PyErr_Format(PyExc_TypeError, "GreenletChecker: Expected any type of greenlet, not %s",
                      Py_TYPE(parent)->tp_name);
         return -1;
     }
@@ -980,7 +1061,8 @@ static PyObject *green_getcontext(FcGreenlet *self, void *closure)
     if (is_running(self)) {
         if (self->thread->tstate != fc_tstate()) {
             PyErr_SetString(PyExc_ValueError,
-                            "cannot get the context of a greenlet running in another thread");
+                            "cannot get context of a greenlet that is running in a different "
+                            "thread");
             return NULL;
         }
         ctx = self->thread->tstate->context;
@@ -1008,7 +1090,8 @@ static int green_setcontext(FcGreenlet *self, PyObject *ctx, void *closure)
         PyThreadState *tstate;
         if (self->thread->tstate != fc_tstate()) {
             PyErr_SetString(PyExc_ValueError,
-                            "cannot set the context of a greenlet running in another thread");
+                            "cannot set context of a greenlet that is running in a different "
+                            "thread");
             return -1;
         }
         tstate = self->thread->tstate;
@@ -1035,6 +1118,12 @@ static PyObject *green_getstacksize(FcGreenlet *self, void *closure)
     return PyLong_FromSize_t(self->stack_size);
 }
 
+/* Whether `self` is the running greenlet of the calling thread. */
+static int is_current_here(FcGreenlet *self)
+{
+    return is_running(self) && self->thread->tstate == fc_tstate();
+}
+
 static PyObject *green_repr(FcGreenlet *self)
 {
     const char *tp_name = Py_TYPE(self)->tp_name;
@@ -1044,7 +1133,7 @@ static PyObject *green_repr(FcGreenlet *self)
                                     self->thread->alive ? "" : " (thread exited)");
     return PyUnicode_FromFormat(
         "<%s object at %p (otid=%p)%s%s%s%s>", tp_name, self, self->thread,
-        is_running(self) ? " current" : self->state == FC_ACTIVE ? " suspended" : "",
+        is_current_here(self) ? " current" : self->state == FC_ACTIVE ? " suspended" : "",
         self->state == FC_ACTIVE ? " active" : "",
         self->state == FC_NEW ? " pending" : " started",
         self->is_main ? " main" : "");

@@ -17,11 +17,20 @@
 
 static PyObject *mod_getcurrent(PyObject *module, PyObject *unused)
 {
-    fc_thread *ts = fc_thread_get();
+    fc_thread *ts;
     (void)module;
     (void)unused;
+    if (fc_py_finalizing()) {
+        /* No greenlet can run any more: greenlet 3.5 says so, in these words,
+         * rather than hand out one (code run by the final collections). */
+        PyErr_SetString(PyExc_RuntimeError, "greenlet is being finalized");
+        return NULL;
+    }
+    ts = fc_thread_get();
     if (ts == NULL)
         return NULL;
+    if (ts->pending_kills != NULL)
+        fc_kill_pending(ts);   /* greenlet does it here too */
     return Py_NewRef((PyObject *)ts->current);
 }
 
@@ -52,6 +61,40 @@ static PyObject *mod_gettrace(PyObject *module, PyObject *unused)
     return Py_NewRef(ts->trace != NULL ? ts->trace : Py_None);
 }
 
+static PyObject *mod_get_total_main_greenlets(PyObject *module, PyObject *unused)
+{
+    (void)module;
+    (void)unused;
+    return PyLong_FromSsize_t(fc_main_greenlets);
+}
+
+static PyObject *mod_set_thread_local(PyObject *module, PyObject *args)
+{
+    PyObject *key, *value, *dict;
+    (void)module;
+    if (!PyArg_UnpackTuple(args, "set_thread_local", 2, 2, &key, &value))
+        return NULL;
+    dict = PyThreadState_GetDict();
+    if (dict == NULL) {
+        if (!PyErr_Occurred())
+            PyErr_SetString(PyExc_RuntimeError, "this thread has no thread state dict");
+        return NULL;
+    }
+    if (PyDict_SetItem(dict, key, value) < 0)
+        return NULL;
+    Py_RETURN_NONE;
+}
+
+static PyObject *mod_get_tstate_trash_delete_nesting(PyObject *module, PyObject *unused)
+{
+    int n = fc_pystate_trash_nesting(fc_tstate());
+    (void)module;
+    (void)unused;
+    if (n < 0)
+        Py_RETURN_NONE;
+    return PyLong_FromLong(n);
+}
+
 static PyMethodDef native_methods[] = {
     {"getcurrent", mod_getcurrent, METH_NOARGS,
      "getcurrent()\n--\n\nThe greenlet running now (the thread's main one at first)."},
@@ -62,6 +105,18 @@ static PyMethodDef native_methods[] = {
      "callback (or None)."},
     {"gettrace", mod_gettrace, METH_NOARGS,
      "gettrace()\n--\n\nThe callback set by settrace on this thread, or None."},
+    {"get_total_main_greenlets", mod_get_total_main_greenlets, METH_NOARGS,
+     "get_total_main_greenlets()\n--\n\n"
+     "How many main greenlets exist: one per thread that used greenlets,\n"
+     "until the thread ends and nothing refers to it (as greenlet counts)."},
+    {"set_thread_local", mod_set_thread_local, METH_VARARGS,
+     "set_thread_local(key, value)\n--\n\n"
+     "Store value in the thread state's dict (what greenlet's function of that\n"
+     "name does, for its tests: it lives and dies with the thread state)."},
+    {"get_tstate_trash_delete_nesting", mod_get_tstate_trash_delete_nesting, METH_NOARGS,
+     "get_tstate_trash_delete_nesting()\n--\n\n"
+     "The deallocation trashcan's nesting depth of the running greenlet, or\n"
+     "None where CPython keeps none per thread (3.13+)."},
     {"set_default_stack_size", fc_set_default_stack_size, METH_O,
      "set_default_stack_size(nbytes)\n--\n\n"
      "Set the C stack size of greenlets created without stack_size (0: back\n"
@@ -116,8 +171,9 @@ static PyObject *make_module(void)
         goto fail;
     for (PyMethodDef *md = native_methods; md->ml_name != NULL; md++) {
         PyObject *f, *sm;
-        if (strcmp(md->ml_name, "set_default_stack_size") == 0)
-            continue;    /* fastco's own: not a greenlet class attribute */
+        if (strcmp(md->ml_name, "getcurrent") != 0 && strcmp(md->ml_name, "settrace") != 0
+            && strcmp(md->ml_name, "gettrace") != 0)
+            continue;    /* not a greenlet class attribute */
         f = PyObject_GetAttrString(m, md->ml_name);
         if (f == NULL)
             goto fail;

@@ -397,6 +397,18 @@ int fc_exc_item_traverse(_PyErr_StackItem *item, visitproc visit, void *arg)
     return 0;
 }
 
+int fc_pystate_trash_nesting(PyThreadState *ts)
+{
+#if FC_PY313
+    (void)ts;
+    return -1;
+#elif FC_PY312
+    return ts->trash.delete_nesting;
+#else
+    return ts->trash_delete_nesting;
+#endif
+}
+
 int fc_py_finalizing(void)
 {
 #if FC_PY313

@@ -197,6 +197,10 @@ void fc_exc_item_clear(_PyErr_StackItem *item);
 /* Visits them, for the garbage collector. */
 int fc_exc_item_traverse(_PyErr_StackItem *item, visitproc visit, void *arg);
 
+/* The deallocation trashcan's nesting depth now, or -1 where CPython keeps
+ * none per thread state (3.13+).  greenlet reports it to its tests. */
+int fc_pystate_trash_nesting(PyThreadState *ts);
+
 /* The interpreter is shutting down: no coroutine may run any more. */
 int fc_py_finalizing(void);
 

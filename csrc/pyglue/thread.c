@@ -68,6 +68,7 @@ static void thread_end(fc_thread *ts)
     fc_xfer_clear(&ts->xfer);
     Py_CLEAR(ts->trace);
     Py_CLEAR(ts->pending_kills);
+    Py_CLEAR(ts->start_run);
     if (main != NULL)
         main->state = FC_DEAD;
     Py_XDECREF(current);
