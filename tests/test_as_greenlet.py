@@ -98,7 +98,7 @@ def test_child_processes_inherit_it() -> None:
     code = f"""
 import subprocess, sys
 import greenlet, fastco
-print("parent", "fastco" if greenlet.greenlet is fastco.greenlet else "greenlet")
+print("parent", "fastco" if greenlet.greenlet is fastco.greenlet else "greenlet", flush=True)
 subprocess.run([sys.executable, "-c", {WHICH!r}], check=True)
 """
     proc = run_python(code=code, env=ON)
