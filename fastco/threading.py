@@ -38,6 +38,7 @@ from fastco._thread import LockType as Lock
 from fastco._thread import RLock, _cancel, _enlist, _wait, _wake_first, get_ident
 from fastco._thread import _local as local  # noqa: F401 - threading.local
 from fastco._thread import get_native_id as get_native_id
+from fastco.hub import LoopExit as _LoopExit
 from fastco.hub import current_hub as _current_hub
 from fastco.hub import get_hub as _get_hub
 from fastco.hub import sleep as _sleep
@@ -92,11 +93,17 @@ class Condition(_std_Condition):
             raise
         try:
             if timeout is None or timeout > 0:
-                return _wait(rec, timeout)
-            _cancel(rec)
-            return False
-        finally:
-            self._acquire_restore(saved)
+                notified = _wait(rec, timeout)
+            else:
+                _cancel(rec)
+                notified = False
+        except BaseException:
+            _take_back(self, saved)   # then the kill (or Timeout) goes on
+            raise
+        stopped = _take_back(self, saved)
+        if stopped is not None:
+            raise stopped
+        return notified
 
     def notify(self, n: int = 1) -> None:
         """Wake up to ``n`` waiting tasks."""
@@ -117,6 +124,30 @@ class Condition(_std_Condition):
         # A notified waiter ended its wait otherwise (killed, timed out as
         # the notification came from another thread): notify the next one.
         _wake_first(self._waiters)
+
+
+def _take_back(cond: Condition, saved: Any) -> BaseException | None:
+    """Take ``cond``'s lock back after a wait, however the wait ended, and
+    return what stopped the task meanwhile (a kill, a Timeout), if anything.
+
+    The caller's ``with`` block releases the lock, so it must find it held:
+    a task stopped while it waits for the lock keeps waiting for it (as
+    asyncio's Condition does), else it would release a Lock that another
+    task holds, or fail an RLock's release.  Only for fastco's locks, whose
+    acquire raises nothing but what is thrown in; a deadlock (LoopExit) or a
+    Ctrl-C still ends the wait at once."""
+    stopped = None
+    while True:
+        try:
+            cond._acquire_restore(saved)
+            return stopped
+        except (_LoopExit, KeyboardInterrupt, SystemExit):
+            raise
+        except BaseException as exc:
+            if not isinstance(cond._lock, (Lock, RLock)):
+                raise
+            if stopped is None:
+                stopped = exc
 
 
 # The stdlib's Event, Semaphore, BoundedSemaphore and Barrier keep their

@@ -5,6 +5,7 @@ tests/test_monkey_thread.py)."""
 from __future__ import annotations
 
 import _thread as std_thread
+import contextlib
 import threading as std
 
 import pytest
@@ -64,6 +65,49 @@ def test_condition_over_a_lock_and_a_killed_waiter_passes_the_notify_on() -> Non
         cond.notify()
     fastco.joinall([a, b], timeout=5)
     assert woke == ["b"]
+
+
+@pytest.mark.parametrize("make_lock", [co.Lock, co.RLock], ids=["Lock", "RLock"])
+@pytest.mark.parametrize("stop", ["kill", "Timeout"])
+def test_a_waiter_stopped_while_taking_the_lock_back_leaves_with_it(make_lock, stop) -> None:
+    # A notified waiter takes the lock back before wait() returns or raises:
+    # its ``with`` block releases it.  One killed (or whose Timeout fires)
+    # while the notifier still holds the lock must wait for it all the same,
+    # else it would release the notifier's Lock under it, or fail its RLock's
+    # release with "cannot release un-acquired lock" instead of stopping.
+    cond = co.Condition(make_lock())
+    timeout = fastco.Timeout(0.01)
+
+    def waiter() -> object:
+        try:
+            with timeout if stop == "Timeout" else contextlib.nullcontext():
+                with cond:
+                    cond.wait()
+        except fastco.Timeout as exc:
+            return exc
+        return "notified"
+
+    w = fastco.spawn(waiter)
+    fastco.sleep(0)                  # w waits for a notify
+    with cond:
+        cond.notify()
+        fastco.sleep(0)              # w is woken, and waits for the lock
+        if stop == "kill":
+            w.kill(block=False)
+            fastco.sleep(0)
+        for _ in range(1000):        # (bounded) until the Timeout fired in w
+            if not timeout.pending:
+                break
+            fastco.sleep(0.005)
+        assert not w.dead            # still waiting for the lock
+        assert cond._is_owned()      # which is still the notifier's
+    w.join(timeout=5)
+    assert w.dead and not cond._lock.locked()   # it released the lock it took back
+    assert w.exception is None                  # stopped as asked, nothing else
+    if stop == "kill":
+        assert isinstance(w.value, fastco.GreenletExit)
+    else:
+        assert w.value is timeout
 
 
 def test_event_semaphores_barrier() -> None:
