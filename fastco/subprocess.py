@@ -95,11 +95,18 @@ class _PipeIO(_io.RawIOBase):
             self._wait(_wait_read)
 
     def write(self, data: Any) -> int:
-        while True:
-            n = self._file.write(data)
-            if n is not None:
-                return n
-            self._wait(_wait_write)
+        # All of it, as a write to a blocking pipe (the stdlib's unbuffered
+        # stdin) does: callers do not look at the count.
+        with memoryview(data) as view, view.cast("B") as rest:
+            done = 0
+            while True:
+                n = self._file.write(rest[done:])
+                if n is None:
+                    self._wait(_wait_write)
+                    continue
+                done += n
+                if done >= len(rest):
+                    return done
 
     def close(self) -> None:
         if not self.closed:

@@ -135,6 +135,21 @@ def test_unbuffered_pipes() -> None:
         assert p.stdout.read() == b""
 
 
+def test_an_unbuffered_write_sends_all_of_it_as_the_stdlib_does() -> None:
+    # The stdlib's unbuffered stdin is a blocking pipe: write() returns once
+    # every byte is in; programs do not check its count.  Ours waits in the
+    # hub for the child to read, and then returns the whole length too.
+    data = os.urandom(1 << 20)                       # more than a pipe holds
+    with cosp.Popen([PY, "-c", "import sys; print(len(sys.stdin.buffer.read()))"],
+                    stdin=cosp.PIPE, stdout=cosp.PIPE, bufsize=0) as p:
+        written = p.stdin.write(data)
+        assert written == len(data)
+        written = p.stdin.write(memoryview(data).cast("I")[:3])
+        assert written == 12                         # bytes, not items
+        p.stdin.close()
+        assert p.stdout.read() == b"%d\n" % (len(data) + 12)
+
+
 def test_reading_a_pipe_suspends_only_the_task() -> None:
     ticks: list = []
     t = ticker(ticks)
