@@ -429,6 +429,17 @@ class RLock:
 # Identity
 
 
+def _on_end(g: Any, callback: Callable[[object], None]) -> Any:
+    """Have ``callback(x)`` called once greenlet ``g`` is over: when it
+    finishes if it is a Task (as a thread's data goes when the thread ends,
+    even while its Task object is kept), at the latest when it is collected.
+    Returns the weak reference that does the latter: keep it as long as the
+    callback matters.  The callback may run twice."""
+    if isinstance(g, _Task):
+        g.rawlink(callback)
+    return _weakref.ref(g, callback)
+
+
 def _root(g: Any) -> Any:
     # The main greenlet of g's thread.
     while g.parent is not None:
@@ -609,7 +620,7 @@ def _make_thread_handle(ident: int) -> Any:
         if h is not None:
             h._set_done()
 
-    handle._ref = _weakref.ref(g, ended)
+    handle._ref = _on_end(g, ended)
     return handle
 
 
@@ -636,7 +647,7 @@ class _LocalDicts:
 
 
 def _new_entry(impl: _LocalDicts, g: Any) -> dict[str, Any]:
-    """Make greenlet ``g``'s (empty) dict of ``impl``, dropped when ``g`` dies."""
+    """Make greenlet ``g``'s (empty) dict of ``impl``, dropped when ``g`` is over."""
     key = id(g)
     wimpl = _weakref.ref(impl)
 
@@ -646,7 +657,7 @@ def _new_entry(impl: _LocalDicts, g: Any) -> dict[str, Any]:
             i.dicts.pop(key, None)
 
     d: dict[str, Any] = {}
-    impl.dicts[key] = (_weakref.ref(g, gone), d)
+    impl.dicts[key] = (_on_end(g, gone), d)
     return d
 
 
@@ -682,7 +693,7 @@ _MISSING = object()
 class _local:
     """Attributes per task (``threading.local``): each greenlet sees its own,
     made afresh (with the subclass's ``__init__``) on first use, dropped when
-    the greenlet dies."""
+    the task ends (another greenlet's: when it is collected)."""
 
     __slots__ = ("_local__impl", "__weakref__")
 

@@ -322,7 +322,7 @@ def excepthook(args: Any) -> None:
 
 class _DummyThread(_std_DummyThread):
     """current_thread() of a task not started as a Thread: the stdlib's
-    dummy, dropped from ``threading._active`` when the task is gone."""
+    dummy, dropped from ``threading._active`` when the task ends."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -335,7 +335,7 @@ class _DummyThread(_std_DummyThread):
                 if _std._active.get(ident) is wself():
                     _std._active.pop(ident, None)
 
-            self._fastco_task = _weakref.ref(g, gone)
+            self._fastco_task = _thread._on_end(g, gone)
 
 
 if _HAVE_HANDLES:
