@@ -363,8 +363,9 @@ def run(*popenargs: Any, input: Any = None, capture_output: bool = False,
 
 def check_output(*popenargs: Any, timeout: float | None = None, **kwargs: Any) -> Any:
     """Run a command and return its output; CalledProcessError if it failed."""
-    if "stdout" in kwargs:
-        raise ValueError("stdout argument not allowed, it will be overridden.")
+    for kw in ("stdout", "check"):
+        if kw in kwargs:
+            raise ValueError(f"{kw} argument not allowed, it will be overridden.")
     if "input" in kwargs and kwargs["input"] is None:
         text = any(kwargs.get(k) for k in ("universal_newlines", "text", "encoding", "errors"))
         kwargs["input"] = "" if text else b""

@@ -206,6 +206,8 @@ def test_module_functions() -> None:
         cosp.run(["true"], capture_output=True, stdout=cosp.PIPE)
     with pytest.raises(ValueError, match="stdout argument not allowed"):
         cosp.check_output(["true"], stdout=cosp.PIPE)
+    with pytest.raises(ValueError, match="check argument not allowed"):
+        cosp.check_output(["true"], check=False)
     with pytest.raises(FileNotFoundError):
         cosp.run(["/nonexistent/program"])
 
