@@ -96,6 +96,10 @@ class Condition(_std_Condition):
                 notified = _wait(rec, timeout)
             else:
                 _cancel(rec)
+                if timeout != timeout:
+                    # NaN: the stdlib returns at once, and its Semaphore,
+                    # Barrier and wait_for would spin on that for good.
+                    raise ValueError(f"timeout must be a number, not {timeout!r}")
                 notified = False
         except BaseException:
             _take_back(self, saved)   # then the kill (or Timeout) goes on

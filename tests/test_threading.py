@@ -6,12 +6,13 @@ from __future__ import annotations
 
 import _thread as std_thread
 import contextlib
+import textwrap
 import threading as std
 
 import pytest
 
 import fastco
-from conftest import run_threads_and_tasks
+from conftest import run_python, run_threads_and_tasks
 from fastco import threading as co
 
 pytestmark = pytest.mark.usefixtures("hub")
@@ -108,6 +109,29 @@ def test_a_waiter_stopped_while_taking_the_lock_back_leaves_with_it(make_lock, s
         assert isinstance(w.value, fastco.GreenletExit)
     else:
         assert w.value is timeout
+
+
+def test_a_nan_timeout_is_refused_instead_of_spinning_forever() -> None:
+    # The stdlib's Semaphore, Barrier and wait_for loop until "remaining <= 0",
+    # never true for NaN, over a Condition.wait(NaN) that returned at once:
+    # a spin without a switch, holding up every task.  In a fresh
+    # interpreter, so that a regression fails instead of hanging.
+    proc = run_python(code=textwrap.dedent("""
+        from fastco import threading as co
+        nan = float("nan")
+        cond = co.Condition()
+        cond.acquire()
+        for call in (lambda: co.Semaphore(0).acquire(timeout=nan),
+                     lambda: co.Barrier(2).wait(nan),
+                     lambda: cond.wait_for(lambda: False, nan),
+                     lambda: co.Event().wait(nan),
+                     lambda: cond.wait(nan)):
+            try:
+                call()
+            except ValueError as exc:
+                print(exc)
+    """), timeout=10)
+    assert proc.stdout.splitlines() == ["timeout must be a number, not nan"] * 5, proc
 
 
 def test_event_semaphores_barrier() -> None:
