@@ -207,6 +207,8 @@ def _join_os_thread(thread: _std_Thread, timeout: float | None) -> None:
         raise RuntimeError("cannot join thread before it is started")
     if thread is _std.current_thread():
         raise RuntimeError("cannot join current thread")
+    if timeout is not None and timeout != timeout:
+        raise ValueError("Invalid value NaN (not a number)")   # the stdlib's lock says so
     deadline = None if timeout is None else _monotonic() + max(timeout, 0)
     delay = 0.0005
     while thread.is_alive():

@@ -218,6 +218,8 @@ def test_realthread_runs_in_an_os_thread_and_joins_cooperatively() -> None:
     worker2.start()
     worker2.join(0.01)                # times out: still alive
     assert worker2.is_alive()
+    with pytest.raises(ValueError):   # as the stdlib's join (it waited for good)
+        worker2.join(float("nan"))
     release.release()
     worker2.join(10)
     assert not worker2.is_alive()
