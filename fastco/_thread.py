@@ -43,6 +43,7 @@ from typing import Any
 from fastco import _threadpool
 from fastco._greenlet import getcurrent as _getcurrent
 from fastco.hub import TIMEOUT as _TIMEOUT
+from fastco.hub import _root
 from fastco.hub import _tls as _hub_tls
 from fastco.hub import current_hub as _current_hub
 from fastco.hub import get_hub as _get_hub
@@ -382,6 +383,7 @@ class RLock:
         self.release()
 
     def locked(self) -> bool:
+        """True while some task holds the lock."""
         return self._block.locked()
 
     # For threading.Condition.
@@ -438,13 +440,6 @@ def _on_end(g: Any, callback: Callable[[object], None]) -> Any:
     if isinstance(g, _Task):
         g.rawlink(callback)
     return _weakref.ref(g, callback)
-
-
-def _root(g: Any) -> Any:
-    # The main greenlet of g's thread.
-    while g.parent is not None:
-        g = g.parent
-    return g
 
 
 def _ident_of(g: Any) -> int:
