@@ -33,6 +33,7 @@ from time import monotonic as _monotonic
 from typing import Any
 
 from fastco import _thread
+from fastco._greenlet import GreenletExit as _GreenletExit
 from fastco._greenlet import getcurrent as _getcurrent
 from fastco._thread import LockType as Lock
 from fastco._thread import RLock, _cancel, _enlist, _wait, _wake_first, get_ident
@@ -101,12 +102,14 @@ class Condition(_std_Condition):
                     # Barrier and wait_for would spin on that for good.
                     raise ValueError(f"timeout must be a number, not {timeout!r}")
                 notified = False
-        except BaseException:
-            _take_back(self, saved)   # then the kill (or Timeout) goes on
-            raise
-        stopped = _take_back(self, saved)
-        if stopped is not None:
-            raise stopped
+        except BaseException as exc:
+            stop = _take_back(self, saved, exc)
+            if stop is exc:
+                raise
+            raise stop from exc   # a kill that came while the lock was taken back
+        stop = _take_back(self, saved, None)
+        if stop is not None:
+            raise stop
         return notified
 
     def notify(self, n: int = 1) -> None:
@@ -130,28 +133,31 @@ class Condition(_std_Condition):
         _wake_first(self._waiters)
 
 
-def _take_back(cond: Condition, saved: Any) -> BaseException | None:
-    """Take ``cond``'s lock back after a wait, however the wait ended, and
-    return what stopped the task meanwhile (a kill, a Timeout), if anything.
+def _take_back(cond: Condition, saved: Any, stop: BaseException | None) -> BaseException | None:
+    """Take ``cond``'s lock back after a wait, however the wait ended
+    (``stop``: the exception that ended it, if one did), and return what
+    the task must raise then: ``stop``, or what stopped it meanwhile.
 
     The caller's ``with`` block releases the lock, so it must find it held:
     a task stopped while it waits for the lock keeps waiting for it (as
     asyncio's Condition does), else it would release a Lock that another
-    task holds, or fail an RLock's release.  Only for fastco's locks, whose
-    acquire raises nothing but what is thrown in; a deadlock (LoopExit) or a
-    Ctrl-C still ends the wait at once."""
-    stopped = None
+    task holds, or fail an RLock's release.  Of two stops the first is
+    raised (an outer Timeout's block must end too), unless the later one is
+    a kill and the first is not: the task must die all the same.  Only for
+    fastco's locks, whose acquire raises nothing but what is thrown in; a
+    deadlock (LoopExit) or a Ctrl-C still ends the wait at once."""
     while True:
         try:
             cond._acquire_restore(saved)
-            return stopped
+            return stop
         except (_LoopExit, KeyboardInterrupt, SystemExit):
             raise
         except BaseException as exc:
             if not isinstance(cond._lock, (Lock, RLock)):
                 raise
-            if stopped is None:
-                stopped = exc
+            if stop is None or (isinstance(exc, _GreenletExit)
+                                and not isinstance(stop, _GreenletExit)):
+                stop = exc
 
 
 # The stdlib's Event, Semaphore, BoundedSemaphore and Barrier keep their

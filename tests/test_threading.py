@@ -69,6 +69,33 @@ def test_condition_over_a_lock_and_a_killed_waiter_passes_the_notify_on() -> Non
 
 
 @pytest.mark.parametrize("make_lock", [co.Lock, co.RLock], ids=["Lock", "RLock"])
+def test_a_kill_while_a_timed_out_waiter_takes_the_lock_back_is_not_lost(make_lock) -> None:
+    # The waiter's Timeout ends its wait; while it waits to take the lock
+    # back, it is killed: it must die, not go on as if only timed out.
+    cond = co.Condition(make_lock())
+    timeout = fastco.Timeout(0.01)
+    rounds = []
+
+    def waiter() -> None:
+        while True:                  # a loop that survives its Timeouts
+            rounds.append(1)
+            with contextlib.suppress(fastco.Timeout), timeout, cond:
+                cond.wait()
+
+    w = fastco.spawn(waiter)
+    fastco.sleep(0)                  # w waits for a notify
+    with cond:                       # held while w's Timeout fires
+        for _ in range(1000):        # (bounded) until it fired
+            if not timeout.pending:
+                break
+            fastco.sleep(0.005)
+        w.kill(block=False)          # while w waits for the lock
+        fastco.sleep(0)
+    w.join(timeout=5)
+    assert w.dead and rounds == [1] and not cond._lock.locked()
+
+
+@pytest.mark.parametrize("make_lock", [co.Lock, co.RLock], ids=["Lock", "RLock"])
 @pytest.mark.parametrize("stop", ["kill", "Timeout"])
 def test_a_waiter_stopped_while_taking_the_lock_back_leaves_with_it(make_lock, stop) -> None:
     # A notified waiter takes the lock back before wait() returns or raises:
@@ -267,3 +294,4 @@ def test_lock_and_condition_under_contention_from_tasks_and_os_threads() -> None
     assert sorted(got) == sorted([10_000 + i for i in range(per_worker)]
                                  + [20_000 + i for i in range(per_worker)])
     assert not lock._waiters and not cond._waiters and not lock.locked()
+
