@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import _thread as std_thread
 import contextlib
+import itertools
+import random
 import textwrap
 import threading as std
 
@@ -13,6 +15,7 @@ import pytest
 
 import fastco
 from conftest import run_python, run_threads_and_tasks
+from fastco import queue as coq
 from fastco import threading as co
 
 pytestmark = pytest.mark.usefixtures("hub")
@@ -295,3 +298,99 @@ def test_lock_and_condition_under_contention_from_tasks_and_os_threads() -> None
                                  + [20_000 + i for i in range(per_worker)])
     assert not lock._waiters and not cond._waiters and not lock.locked()
 
+
+def test_tasks_killed_and_timed_out_at_random_while_sharing_primitives_with_os_threads() -> None:
+    """Tasks and two OS threads take a Lock, an RLock, a Condition's lock and
+    a Semaphore (switching while they hold them) and pass items through a
+    Queue(3) and a SimpleQueue, with short timeouts; meanwhile a killer
+    kills tasks and each task runs under Timeouts that fire anywhere.
+    Exclusion holds, no item is lost or got twice, and nothing is left
+    waiting or held.  (A fixed seed; the interleaving still varies.)"""
+    rnd = random.Random(1313)
+    killed = []
+    lock, rlock, cond = co.Lock(), co.RLock(), co.Condition(co.Lock())
+    q, sq, sem = coq.Queue(3), coq.SimpleQueue(), co.BoundedSemaphore(2)
+    ids = itertools.count()
+    inside: dict[object, int] = {}
+    put: list[int] = []
+    got: list[int] = []
+    broken: list[str] = []
+    stop = False
+
+    def held(what: object, limit: int = 1) -> None:
+        # Counts who is inside `what` across one switch.
+        inside[what] = inside.get(what, 0) + 1
+        try:
+            if inside[what] > limit:
+                broken.append(f"{inside[what]} inside {what!r}")
+            fastco.sleep(0)
+        finally:
+            inside[what] -= 1
+
+    def work(r: random.Random, timeouts: list) -> None:
+        while not stop:
+            op = r.randrange(7)
+            if op < 2:
+                with (lock, rlock)[op]:
+                    held(op)
+            elif op == 2:
+                with cond:
+                    cond.wait(r.choice([0.001, 0.005]))
+                    cond.notify(r.randrange(3))
+                    held(cond)
+            elif op == 3:
+                with sem:
+                    held(sem, 2)
+            elif op == 4:
+                item = next(ids)
+                try:
+                    if item % 2:
+                        q.put(item, timeout=r.choice(timeouts))
+                    else:
+                        sq.put(item)
+                    put.append(item)
+                except coq.Full:
+                    pass
+            else:
+                try:
+                    got.append(q.get(timeout=r.choice(timeouts)) if op == 5
+                               else sq.get(timeout=0.002))
+                except coq.Empty:
+                    pass
+
+    def task(seed: int) -> None:
+        r = random.Random(seed)
+        while not stop:
+            with contextlib.suppress(fastco.Timeout), fastco.Timeout(r.choice([0.0005, 0.005])):
+                work(r, [None, 0.001, 0.01])
+
+    def drain(source: coq.Queue | coq.SimpleQueue) -> None:
+        with contextlib.suppress(coq.Empty):
+            while True:
+                got.append(source.get_nowait())
+
+    threads = [co.RealThread(target=work, args=(random.Random(i), [0.001, 0.01]))
+               for i in range(2)]
+    for t in threads:
+        t.start()
+    tasks = [fastco.spawn(task, i) for i in range(8)]
+    for _ in range(300):
+        fastco.sleep(rnd.choice([0.001, 0.003]))
+        i = rnd.randrange(len(tasks))
+        tasks[i].kill(block=False)
+        killed.append(tasks[i])
+        tasks[i] = fastco.spawn(task, rnd.randrange(10**6))
+    stop = True
+    for t in threads:
+        while t.is_alive():                  # (a put may wait for room)
+            drain(q)
+            t.join(0.01)
+    fastco.killall(tasks, timeout=10)        # (a get without timeout may wait for good)
+    assert all(t.dead for t in tasks + killed)   # no kill was lost
+    drain(q)
+    drain(sq)
+    assert not broken, broken[:5]
+    assert len(got) == len(set(got)) and sorted(got) == sorted(put)
+    assert not (lock.locked() or rlock.locked() or cond._lock.locked()) and sem._value == 2
+    assert not (lock._waiters or cond._waiters or sq._waiters or q.mutex._waiters
+                or q.not_empty._waiters or q.not_full._waiters)
