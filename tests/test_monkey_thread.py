@@ -110,6 +110,20 @@ def test_thread_api_as_tasks() -> None:
         gate.set()
         t.join()
         assert not t.is_alive() and t not in threading.enumerate()
+        errors = []
+        def join_self():
+            try:
+                threading.current_thread().join()
+            except RuntimeError as exc:
+                errors.append(str(exc))
+        for join in (threading.Thread(target=print).join,
+                     lambda: (s := threading.Thread(target=join_self), s.start(), s.join())):
+            try:
+                join()
+            except RuntimeError as exc:
+                errors.append(str(exc))
+        assert errors == ["cannot join thread before it is started",
+                          "cannot join current thread"], errors
 
         # A task not started as a Thread gets a dummy, dropped when it ends
         # (while its Task object is kept, too).
