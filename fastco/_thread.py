@@ -43,6 +43,7 @@ from typing import Any
 from fastco import _threadpool
 from fastco._greenlet import getcurrent as _getcurrent
 from fastco.hub import TIMEOUT as _TIMEOUT
+from fastco.hub import _root
 from fastco.hub import _tls as _hub_tls
 from fastco.hub import current_hub as _current_hub
 from fastco.hub import get_hub as _get_hub
@@ -382,6 +383,7 @@ class RLock:
         self.release()
 
     def locked(self) -> bool:
+        """True while some task holds the lock."""
         return self._block.locked()
 
     # For threading.Condition.
@@ -429,11 +431,15 @@ class RLock:
 # Identity
 
 
-def _root(g: Any) -> Any:
-    # The main greenlet of g's thread.
-    while g.parent is not None:
-        g = g.parent
-    return g
+def _on_end(g: Any, callback: Callable[[object], None]) -> Any:
+    """Have ``callback(x)`` called once greenlet ``g`` is over: when it
+    finishes if it is a Task (as a thread's data goes when the thread ends,
+    even while its Task object is kept), at the latest when it is collected.
+    Returns the weak reference that does the latter: keep it as long as the
+    callback matters.  The callback may run twice."""
+    if isinstance(g, _Task):
+        g.rawlink(callback)
+    return _weakref.ref(g, callback)
 
 
 def _ident_of(g: Any) -> int:
@@ -609,7 +615,7 @@ def _make_thread_handle(ident: int) -> Any:
         if h is not None:
             h._set_done()
 
-    handle._ref = _weakref.ref(g, ended)
+    handle._ref = _on_end(g, ended)
     return handle
 
 
@@ -636,7 +642,7 @@ class _LocalDicts:
 
 
 def _new_entry(impl: _LocalDicts, g: Any) -> dict[str, Any]:
-    """Make greenlet ``g``'s (empty) dict of ``impl``, dropped when ``g`` dies."""
+    """Make greenlet ``g``'s (empty) dict of ``impl``, dropped when ``g`` is over."""
     key = id(g)
     wimpl = _weakref.ref(impl)
 
@@ -646,7 +652,7 @@ def _new_entry(impl: _LocalDicts, g: Any) -> dict[str, Any]:
             i.dicts.pop(key, None)
 
     d: dict[str, Any] = {}
-    impl.dicts[key] = (_weakref.ref(g, gone), d)
+    impl.dicts[key] = (_on_end(g, gone), d)
     return d
 
 
@@ -682,7 +688,7 @@ _MISSING = object()
 class _local:
     """Attributes per task (``threading.local``): each greenlet sees its own,
     made afresh (with the subclass's ``__init__``) on first use, dropped when
-    the greenlet dies."""
+    the task ends (another greenlet's: when it is collected)."""
 
     __slots__ = ("_local__impl", "__weakref__")
 

@@ -94,6 +94,8 @@ def get_original(module_name: str, name: str) -> Any:
         owner = importlib.import_module(module_name)
     except ImportError:
         parent, _, cls = module_name.rpartition(".")
+        if not parent:
+            raise   # no such module (and no class in one)
         owner = getattr(importlib.import_module(parent), cls)
     return getattr(owner, name)
 

@@ -37,6 +37,13 @@ class _NeverRaised(Exception):
 ShutDown = getattr(_std, "ShutDown", _NeverRaised)   # 3.13+; is_shutdown stays False before
 
 
+def _check_timeout(timeout: float) -> None:
+    # The stdlib's check and message, NaN included: its timed loops stop on
+    # "remaining <= 0", never true for NaN, and would spin without a switch.
+    if not timeout >= 0:
+        raise ValueError("'timeout' must be a non-negative number")
+
+
 class Queue(_StdQueue):
     """queue.Queue whose blocking ``put``/``get``/``join`` suspend only the calling task."""
 
@@ -67,6 +74,7 @@ class Queue(_StdQueue):
     def put(self, item: Any, block: bool = True, timeout: float | None = None) -> None:
         """Put ``item`` in the queue, waiting for room if it is full (see queue.Queue.put)."""
         if block and timeout is not None and self.maxsize > 0:
+            _check_timeout(timeout)
             return _StdQueue.put(self, item, block, timeout)
         mutex = self.mutex
         lock = mutex._block
@@ -98,6 +106,7 @@ class Queue(_StdQueue):
     def get(self, block: bool = True, timeout: float | None = None) -> Any:
         """Remove and return an item, waiting for one if empty (see queue.Queue.get)."""
         if block and timeout is not None:
+            _check_timeout(timeout)
             return _StdQueue.get(self, block, timeout)
         mutex = self.mutex
         lock = mutex._block

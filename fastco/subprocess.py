@@ -95,11 +95,18 @@ class _PipeIO(_io.RawIOBase):
             self._wait(_wait_read)
 
     def write(self, data: Any) -> int:
-        while True:
-            n = self._file.write(data)
-            if n is not None:
-                return n
-            self._wait(_wait_write)
+        # All of it, as a write to a blocking pipe (the stdlib's unbuffered
+        # stdin) does: callers do not look at the count.
+        with memoryview(data) as view, view.cast("B") as rest:
+            done = 0
+            while True:
+                n = self._file.write(rest[done:])
+                if n is None:
+                    self._wait(_wait_write)
+                    continue
+                done += n
+                if done >= len(rest):
+                    return done
 
     def close(self) -> None:
         if not self.closed:
@@ -356,8 +363,9 @@ def run(*popenargs: Any, input: Any = None, capture_output: bool = False,
 
 def check_output(*popenargs: Any, timeout: float | None = None, **kwargs: Any) -> Any:
     """Run a command and return its output; CalledProcessError if it failed."""
-    if "stdout" in kwargs:
-        raise ValueError("stdout argument not allowed, it will be overridden.")
+    for kw in ("stdout", "check"):
+        if kw in kwargs:
+            raise ValueError(f"{kw} argument not allowed, it will be overridden.")
     if "input" in kwargs and kwargs["input"] is None:
         text = any(kwargs.get(k) for k in ("universal_newlines", "text", "encoding", "errors"))
         kwargs["input"] = "" if text else b""

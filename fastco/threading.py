@@ -33,11 +33,13 @@ from time import monotonic as _monotonic
 from typing import Any
 
 from fastco import _thread
+from fastco._greenlet import GreenletExit as _GreenletExit
 from fastco._greenlet import getcurrent as _getcurrent
 from fastco._thread import LockType as Lock
 from fastco._thread import RLock, _cancel, _enlist, _wait, _wake_first, get_ident
 from fastco._thread import _local as local  # noqa: F401 - threading.local
 from fastco._thread import get_native_id as get_native_id
+from fastco.hub import LoopExit as _LoopExit
 from fastco.hub import current_hub as _current_hub
 from fastco.hub import get_hub as _get_hub
 from fastco.hub import sleep as _sleep
@@ -92,11 +94,23 @@ class Condition(_std_Condition):
             raise
         try:
             if timeout is None or timeout > 0:
-                return _wait(rec, timeout)
-            _cancel(rec)
-            return False
-        finally:
-            self._acquire_restore(saved)
+                notified = _wait(rec, timeout)
+            else:
+                _cancel(rec)
+                if timeout != timeout:
+                    # NaN: the stdlib returns at once, and its Semaphore,
+                    # Barrier and wait_for would spin on that for good.
+                    raise ValueError(f"timeout must be a number, not {timeout!r}")
+                notified = False
+        except BaseException as exc:
+            stop = _take_back(self, saved, exc)
+            if stop is exc:
+                raise
+            raise stop from exc   # a kill that came while the lock was taken back
+        stop = _take_back(self, saved, None)
+        if stop is not None:
+            raise stop
+        return notified
 
     def notify(self, n: int = 1) -> None:
         """Wake up to ``n`` waiting tasks."""
@@ -117,6 +131,33 @@ class Condition(_std_Condition):
         # A notified waiter ended its wait otherwise (killed, timed out as
         # the notification came from another thread): notify the next one.
         _wake_first(self._waiters)
+
+
+def _take_back(cond: Condition, saved: Any, stop: BaseException | None) -> BaseException | None:
+    """Take ``cond``'s lock back after a wait, however the wait ended
+    (``stop``: the exception that ended it, if one did), and return what
+    the task must raise then: ``stop``, or what stopped it meanwhile.
+
+    The caller's ``with`` block releases the lock, so it must find it held:
+    a task stopped while it waits for the lock keeps waiting for it (as
+    asyncio's Condition does), else it would release a Lock that another
+    task holds, or fail an RLock's release.  Of two stops the first is
+    raised (an outer Timeout's block must end too), unless the later one is
+    a kill and the first is not: the task must die all the same.  Only for
+    fastco's locks, whose acquire raises nothing but what is thrown in; a
+    deadlock (LoopExit) or a Ctrl-C still ends the wait at once."""
+    while True:
+        try:
+            cond._acquire_restore(saved)
+            return stop
+        except (_LoopExit, KeyboardInterrupt, SystemExit):
+            raise
+        except BaseException as exc:
+            if not isinstance(cond._lock, (Lock, RLock)):
+                raise
+            if stop is None or (isinstance(exc, _GreenletExit)
+                                and not isinstance(stop, _GreenletExit)):
+                stop = exc
 
 
 # The stdlib's Event, Semaphore, BoundedSemaphore and Barrier keep their
@@ -172,6 +213,8 @@ def _join_os_thread(thread: _std_Thread, timeout: float | None) -> None:
         raise RuntimeError("cannot join thread before it is started")
     if thread is _std.current_thread():
         raise RuntimeError("cannot join current thread")
+    if timeout is not None and timeout != timeout:
+        raise ValueError("Invalid value NaN (not a number)")   # the stdlib's lock says so
     deadline = None if timeout is None else _monotonic() + max(timeout, 0)
     delay = 0.0005
     while thread.is_alive():
@@ -291,7 +334,7 @@ def excepthook(args: Any) -> None:
 
 class _DummyThread(_std_DummyThread):
     """current_thread() of a task not started as a Thread: the stdlib's
-    dummy, dropped from ``threading._active`` when the task is gone."""
+    dummy, dropped from ``threading._active`` when the task ends."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -304,7 +347,7 @@ class _DummyThread(_std_DummyThread):
                 if _std._active.get(ident) is wself():
                     _std._active.pop(ident, None)
 
-            self._fastco_task = _weakref.ref(g, gone)
+            self._fastco_task = _thread._on_end(g, gone)
 
 
 if _HAVE_HANDLES:

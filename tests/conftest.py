@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
 import sys
+import textwrap
 import time
 from pathlib import Path
 from types import FrameType
@@ -28,6 +30,33 @@ def rss():
 def fds():
     return len(os.listdir("/proc/self/fd"))
 """
+
+
+def assert_cycles_leave_nothing(code: str, warm: int, rounds: int) -> None:
+    """Run ``code`` (Python source that defines ``cycle(i)``) in a fresh
+    interpreter: ``warm`` cycles, then ``rounds`` more, which must leave the
+    fd count as it was, RSS within 10% + 1 MiB, and the hub with no timer
+    or fd waiter left."""
+    measure = textwrap.dedent(f"""
+        import gc, json
+        import fastco
+        for i in range({warm}):
+            cycle(i)
+        gc.collect()
+        r0, f0 = rss(), fds()
+        for i in range({rounds}):
+            cycle(i)
+        gc.collect()
+        print(json.dumps({{"rss0": r0, "rss1": rss(), "fds0": f0, "fds1": fds(),
+                          "hub": repr(fastco.get_hub())}}))
+    """)
+    proc = run_python(code=PROC_STATS + textwrap.dedent(code) + measure, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "Traceback" not in proc.stderr, proc.stderr[-3000:]
+    m = json.loads(proc.stdout.splitlines()[-1])
+    assert m["fds1"] == m["fds0"], m
+    assert m["rss1"] <= m["rss0"] * 1.10 + 1024 * 1024, m
+    assert "timers=0" in m["hub"] and "fd_waiters=0" in m["hub"], m
 
 
 def frame_chain(frame: FrameType | None) -> list[FrameType]:

@@ -200,6 +200,18 @@ def test_patched_socket_module_names() -> None:
     assert out.strip() == "True"
 
 
+def test_get_original_of_a_name_that_does_not_exist_says_which() -> None:
+    # (get_original only reads: no patching, so in this process.)
+    from fastco import monkey
+    assert monkey.get_original("ssl.SSLContext", "sslsocket_class") is not None
+    with pytest.raises(ModuleNotFoundError, match="no_such_module"):
+        monkey.get_original("no_such_module", "x")
+    with pytest.raises(AttributeError, match="NoSuchClass"):
+        monkey.get_original("ssl.NoSuchClass", "x")
+    with pytest.raises(AttributeError, match="no_such_name"):
+        monkey.get_original("threading", "no_such_name")
+
+
 @pytest.mark.parametrize("backend", ["asm", "ucontext"])
 def test_seed_style_server_on_both_backends(backend) -> None:
     proc = run_python(code=textwrap.dedent("""

@@ -110,16 +110,31 @@ def test_thread_api_as_tasks() -> None:
         gate.set()
         t.join()
         assert not t.is_alive() and t not in threading.enumerate()
+        errors = []
+        def join_self():
+            try:
+                threading.current_thread().join()
+            except RuntimeError as exc:
+                errors.append(str(exc))
+        for join in (threading.Thread(target=print).join,
+                     lambda: (s := threading.Thread(target=join_self), s.start(), s.join())):
+            try:
+                join()
+            except RuntimeError as exc:
+                errors.append(str(exc))
+        assert errors == ["cannot join thread before it is started",
+                          "cannot join current thread"], errors
 
-        # A task not started as a Thread gets a dummy, dropped when it ends.
+        # A task not started as a Thread gets a dummy, dropped when it ends
+        # (while its Task object is kept, too).
         before = threading.active_count()
-        names = [fastco.spawn(lambda: threading.current_thread().name) for _ in range(5)]
-        fastco.joinall(names)
-        assert all(n.get().startswith("Dummy-") for n in names)
-        del names
-        time.sleep(0)                      # (the hub lets go of the last one)
-        import gc; gc.collect()
+        dummies = [fastco.spawn(threading.current_thread) for _ in range(5)]
+        fastco.joinall(dummies)
+        assert all(d.get().name.startswith("Dummy-") for d in dummies)
         assert threading.active_count() == before
+        import sys
+        if sys.version_info >= (3, 13):
+            assert all(d.get()._handle.is_done() for d in dummies)
 
         # _thread.start_new_thread, Timer, excepthook.
         seen = []

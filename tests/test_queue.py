@@ -4,11 +4,12 @@ In-process, without monkey patching (the patched stdlib: tests/test_monkey_threa
 from __future__ import annotations
 
 import queue as std
+import textwrap
 
 import pytest
 
 import fastco
-from conftest import run_threads_and_tasks
+from conftest import run_python, run_threads_and_tasks
 from fastco import queue as co
 
 pytestmark = pytest.mark.usefixtures("hub")
@@ -30,6 +31,26 @@ def test_queue_classes_keep_the_stdlib_interface_and_order() -> None:
         with pytest.raises(ValueError):
             q.get(timeout=-1)
     assert co.Queue._plain and not co.LifoQueue._plain and not co.PriorityQueue._plain
+
+
+def test_a_nan_timeout_is_refused_instead_of_spinning_forever() -> None:
+    # The stdlib's timed get/put test "remaining <= 0" to stop: never true
+    # for NaN, so they spin without a switch, holding up every task.  In a
+    # fresh interpreter, so that a regression fails instead of hanging.
+    proc = run_python(code=textwrap.dedent("""
+        import fastco.queue as co
+        nan = float("nan")
+        full = co.Queue(1)
+        full.put(0)
+        def put_full(timeout):
+            full.put(1, True, timeout)
+        for call in (co.Queue().get, co.LifoQueue().get, put_full):
+            try:
+                call(timeout=nan)
+            except ValueError as exc:
+                print(exc)
+    """), timeout=10)
+    assert proc.stdout.splitlines() == ["'timeout' must be a non-negative number"] * 3, proc
 
 
 def test_blocking_get_and_put_between_tasks() -> None:

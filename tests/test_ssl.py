@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import errno
 import hashlib
-import json
 import os
 import ssl
 import sys
@@ -15,7 +14,7 @@ import pytest
 
 import fastco
 import fastco.ssl as cossl
-from conftest import PROC_STATS, run_python
+from conftest import assert_cycles_leave_nothing, run_python
 from fastco import socket
 
 pytestmark = pytest.mark.usefixtures("hub")
@@ -412,8 +411,8 @@ def test_no_fd_or_socket_left_after_many_connections(ctx) -> None:
 def test_tls_connections_in_a_loop_leave_memory_and_fds_flat(tls_certs) -> None:
     # Each cycle: a handshake, a timed-out read, data both ways, a reader
     # woken by close, an unwrap on every other connection.
-    code = PROC_STATS + textwrap.dedent(f"""
-        import gc, json, ssl
+    assert_cycles_leave_nothing(f"""
+        import ssl
         import fastco, fastco.ssl
         from fastco import socket
         server_ctx = fastco.ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
@@ -449,24 +448,7 @@ def test_tls_connections_in_a_loop_leave_memory_and_fds_flat(tls_certs) -> None:
                 assert reader.get() == 9
             c.close()
             s.close()
-
-        for i in range(100):
-            cycle(i)
-        gc.collect()
-        r0, f0 = rss(), fds()
-        for i in range(1000):
-            cycle(i)
-        gc.collect()
-        print(json.dumps({{"rss0": r0, "rss1": rss(), "fds0": f0, "fds1": fds(),
-                          "hub": repr(fastco.get_hub())}}))
-    """)
-    proc = run_python(code=code, timeout=300)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    assert "Traceback" not in proc.stderr, proc.stderr[-3000:]
-    m = json.loads(proc.stdout.splitlines()[-1])
-    assert m["fds1"] == m["fds0"], m
-    assert m["rss1"] <= m["rss0"] * 1.10 + 1024 * 1024, m
-    assert "timers=0" in m["hub"] and "fd_waiters=0" in m["hub"], m
+    """, warm=100, rounds=1000)
 
 
 def _run(code: str) -> str:

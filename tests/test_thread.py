@@ -9,6 +9,7 @@ from __future__ import annotations
 import _thread as std_thread
 import gc
 import time
+import weakref
 
 import pytest
 
@@ -265,6 +266,25 @@ def test_local_subclass_init_descriptors_and_cleanup() -> None:
     del t
     gc.collect()
     assert len(impl.dicts) == 1      # the dead task's dict went with it
+
+    # A task's attributes go when it ends, as a thread's do: also while its
+    # Task object is kept, and when a value refers back to the task (which
+    # kept the task, and all its attributes, alive for good).
+    loc = _thread._local()
+    impl = object.__getattribute__(loc, "_local__impl")
+
+    def keeps_itself() -> None:
+        loc.me = fastco.getcurrent()
+        loc.payload = bytearray(1 << 16)
+
+    kept, *others = [fastco.spawn(keeps_itself) for _ in range(4)]
+    fastco.joinall([kept, *others], timeout=5)
+    gone = [weakref.ref(t) for t in others]
+    del others
+    fastco.sleep(0)                                  # (the hub lets go of the last one)
+    gc.collect()
+    assert list(impl.dicts) == [id(fastco.getcurrent())]   # the main greenlet's only
+    assert [r() for r in gone] == [None] * 3
 
     attempts = []
 
