@@ -45,6 +45,10 @@ from fastco.hub import sleep as _sleep
 __all__ = list(_std.__all__) + ["RealThread"]
 
 _HAVE_HANDLES = hasattr(_std, "_ThreadHandle")   # CPython 3.13+
+# The Thread attribute that holds its _ThreadHandle: ``_handle`` in 3.13,
+# renamed ``_os_thread_handle`` in 3.14 (None before 3.13: no handles).
+_HANDLE = ("_os_thread_handle" if hasattr(_std.main_thread(), "_os_thread_handle")
+           else "_handle" if _HAVE_HANDLES else None)
 # Originals, captured before any monkey patching.
 _std_Thread = _std.Thread
 _std_Condition = _std.Condition
@@ -198,8 +202,8 @@ class RealThread(_std_Thread):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        if _HAVE_HANDLES and not isinstance(self._handle, _std_ThreadHandle):
-            self._handle = _std_ThreadHandle()
+        if _HANDLE is not None and not isinstance(getattr(self, _HANDLE), _std_ThreadHandle):
+            setattr(self, _HANDLE, _std_ThreadHandle())
 
     def start(self) -> None:
         """Start the OS thread (see threading.Thread.start)."""
@@ -264,7 +268,8 @@ def _start_joinable_thread(function: Callable[..., Any], handle: Any = None,
     if thread is not None:
         _adopt(thread)
         if not isinstance(handle, _thread._ThreadHandle):
-            thread._handle = handle = _thread._ThreadHandle()
+            handle = _thread._ThreadHandle()
+            setattr(thread, _HANDLE, handle)
     return _thread.start_joinable_thread(function, handle=handle, daemon=daemon)
 
 
@@ -388,10 +393,11 @@ def _adopt_existing() -> None:
                 handler.lock = RLock()
     main = _std.main_thread()
     if _HAVE_HANDLES:
-        if not isinstance(main._handle, _thread._ThreadHandle) and not main._handle.is_done():
+        real = getattr(main, _HANDLE)
+        if not isinstance(real, _thread._ThreadHandle) and not real.is_done():
             handle = _thread._ThreadHandle()
             handle._ident = main.ident
-            main._handle = handle
+            setattr(main, _HANDLE, handle)
     else:
         real = main._tstate_lock
         if real is not None and not isinstance(real, Lock) and real.locked():
