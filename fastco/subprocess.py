@@ -45,6 +45,13 @@ globals().update({name: getattr(_std, name) for name in __all__})
 _CHUNK = 32768
 
 
+def _remaining(endtime: float | None) -> float | None:
+    """Seconds left until ``endtime`` (a ``time.monotonic()`` deadline, as
+    the stdlib's ``_communicate`` gets it), or None for no deadline.  Ours:
+    3.15 removed ``Popen._remaining_time`` (a module function took its place)."""
+    return None if endtime is None else endtime - _monotonic()
+
+
 class _PipeIO(_io.RawIOBase):
     """One end of a pipe to a child, made non-blocking: reads and writes
     that would block wait in the hub.  It owns the stdlib's FileIO (which
@@ -268,13 +275,13 @@ class Popen(_std.Popen):
             self._check_timeout(endtime, orig_timeout, stdout, stderr)
             if moved or not (writing or readers):
                 continue
-            remaining = self._remaining_time(endtime)
+            remaining = _remaining(endtime)
             if remaining is not None and remaining <= 0:
                 self._check_timeout(endtime, orig_timeout, stdout, stderr,
                                     skip_check_and_raise=True)
             wfds = [self.stdin.fileno()] if writing else []
             _get_hub().wait_fds([f.fileno() for f in readers], wfds, remaining)
-        self.wait(timeout=self._remaining_time(endtime))
+        self.wait(timeout=_remaining(endtime))
         out = b"".join(stdout) if stdout is not None else None
         err = b"".join(stderr) if stderr is not None else None
         if self.text_mode:
