@@ -242,6 +242,11 @@ class Popen(_std.Popen):
                 self.stdin.flush()
             except BrokenPipeError:
                 pass   # communicate() ignores a child that stopped reading
+            except ValueError:
+                # The caller closed stdin: nothing to flush (the stdlib's
+                # communicate ignores it too from 3.14 on).
+                if not self.stdin.closed:
+                    raise
             if not input:
                 try:
                     self.stdin.close()
@@ -255,7 +260,7 @@ class Popen(_std.Popen):
         # What is left of the input (after a TimeoutExpired too: the stdlib
         # would stop writing there, and the child wait for the rest).
         writing = bool(self.stdin and not self.stdin.closed and self._input
-                       and self._input_offset < len(self._input))
+                       and len(self._input_left()))
         readers = [f for f in (self.stdout, self.stderr) if f and not f.closed]
         while writing or readers:
             moved = False
@@ -281,7 +286,11 @@ class Popen(_std.Popen):
                                     skip_check_and_raise=True)
             wfds = [self.stdin.fileno()] if writing else []
             _get_hub().wait_fds([f.fileno() for f in readers], wfds, remaining)
-        self.wait(timeout=_remaining(endtime))
+        try:
+            self.wait(timeout=_remaining(endtime))
+        except TimeoutExpired as exc:
+            exc.timeout = orig_timeout   # the caller's timeout, as the stdlib's from 3.14 on
+            raise
         out = b"".join(stdout) if stdout is not None else None
         err = b"".join(stderr) if stderr is not None else None
         if self.text_mode:
@@ -291,12 +300,18 @@ class Popen(_std.Popen):
                 err = self._translate_newlines(err, self.stderr.encoding, self.stderr.errors)
         return out, err
 
+    def _input_left(self) -> memoryview:
+        """The bytes of the input not written yet.  The offset counts bytes,
+        for a memoryview of wider items too (as in the stdlib from 3.14 on;
+        3.13's cut such input short)."""
+        return memoryview(self._input).cast("B")[self._input_offset:]
+
     def _feed_stdin(self) -> tuple[bool, bool]:
         """Write what the pipe takes of the rest of the input; returns
         (whether anything moved, whether there is more to write)."""
-        view = memoryview(self._input)[self._input_offset:]
+        view = self._input_left()
         try:
-            self._input_offset += _os.write(self.stdin.fileno(), view)
+            written = _os.write(self.stdin.fileno(), view)
         except BlockingIOError:
             return False, True
         except BrokenPipeError:
@@ -307,7 +322,8 @@ class Popen(_std.Popen):
                 raise
             self.stdin.close()
             return True, False
-        if self._input_offset >= len(self._input):
+        self._input_offset += written
+        if written >= len(view):
             self.stdin.close()
             return True, False
         return True, True
