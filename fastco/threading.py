@@ -62,6 +62,9 @@ _std_start_joinable_thread = _thread._real_start_joinable_thread
 _std_ThreadHandle = _thread._real_ThreadHandle
 _std_thread_shutdown = getattr(_std, "_thread_shutdown", None)
 _std_excepthook = _std.__excepthook__
+# 3.14+: a Thread names its OS thread (threading._set_name, None where the
+# platform cannot) when it starts and when it is renamed.
+_std_set_name = getattr(_std, "_set_name", None)
 
 
 class Condition(_std_Condition):
@@ -294,6 +297,18 @@ def excepthook(args: Any) -> None:
     _std_excepthook(args)
 
 
+def _set_name_of_os_thread(name: str) -> None:
+    """threading._set_name (3.14+): name the OS thread, but only from its
+    own main greenlet.  A thread task runs in another thread's OS thread:
+    naming that after the task would rename it (the main thread's name is
+    the process's, in ps and top)."""
+    if _getcurrent().parent is None:
+        _std_set_name(name)
+
+
+_set_name = None if _std_set_name is None else _set_name_of_os_thread
+
+
 class _DummyThread(_std_DummyThread):
     """current_thread() of a task not started as a Thread: the stdlib's
     dummy, dropped from ``threading._active`` when the task is gone."""
@@ -339,6 +354,7 @@ PATCHED = [name for name in (
     "Semaphore", "BoundedSemaphore", "Barrier", "local", "get_ident", "get_native_id",
     "_DummyThread", "_start_new_thread", "_set_sentinel", "_start_joinable_thread",
     "_ThreadHandle", "_make_thread_handle", "_thread_shutdown", "_DeleteDummyThreadOnDel",
+    "_set_name",
 ) if hasattr(_std, name)]
 # (and "excepthook", unless the program set its own before patching: see
 # fastco.monkey.patch_thread)

@@ -442,6 +442,36 @@ def test_real_threads_stay_real_and_talk_to_tasks() -> None:
     assert out.strip() == "OK"
 
 
+def test_thread_tasks_leave_the_os_thread_name_alone() -> None:
+    # From 3.14 on a Thread names its OS thread as it starts and when
+    # renamed: a task must not rename the OS thread it runs in (the main
+    # thread's name is the process's), a RealThread names its own.
+    out = _run("""
+        import os
+        from fastco.threading import RealThread
+        def os_name(native_id):
+            with open(f"/proc/self/task/{native_id}/comm") as f:
+                return f.read().strip()
+        main_native = threading.main_thread().native_id
+        before = os_name(main_native)
+        t = threading.Thread(target=lambda: None, name="task-thread")
+        t.start(); t.join()
+        def rename():
+            threading.current_thread().name = "renamed-task"
+        t = threading.Thread(target=rename); t.start(); t.join()
+        assert os_name(main_native) == before, os_name(main_native)
+        names = queue.Queue()
+        real = RealThread(target=lambda: names.put(os_name(_thread.get_native_id())),
+                          name="real-thread")
+        real.start(); real.join(30)
+        named = names.get(timeout=30)
+        if getattr(threading, "_set_name", None) is not None:     # 3.14+
+            assert named == "real-thread", named
+        print("OK")
+    """)
+    assert out.strip() == "OK"
+
+
 def test_deadlocks_and_blocking_in_the_hub_raise() -> None:
     out = _run("""
         lock = threading.Lock()
