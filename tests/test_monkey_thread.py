@@ -472,6 +472,45 @@ def test_thread_tasks_leave_the_os_thread_name_alone() -> None:
     assert out.strip() == "OK"
 
 
+def test_thread_tasks_run_in_their_own_context() -> None:
+    # Since 3.14 Thread.run runs inside the Thread's contextvars.Context (a
+    # new empty one by default, the caller's copy with -X
+    # thread_inherit_context, or the one given as context=): a thread task
+    # switches away inside Context.run, and each sees its own values.
+    out = _run("""
+        import contextvars, inspect
+        var = contextvars.ContextVar("var", default="unset")
+        var.set("main")
+        barrier = threading.Barrier(2)
+        seen = []
+        def body(name):
+            seen.append((name, "start", var.get()))
+            var.set(name)
+            barrier.wait(timeout=30)            # both are inside their run now
+            seen.append((name, "end", var.get()))
+        threads = [threading.Thread(target=body, args=(n,)) for n in ("a", "b")]
+        for t in threads: t.start()
+        for t in threads: t.join(30)
+        assert sorted(seen) == [("a", "end", "a"), ("a", "start", "unset"),
+                                ("b", "end", "b"), ("b", "start", "unset")], seen
+        assert var.get() == "main"
+        if "context" in inspect.signature(threading.Thread).parameters:     # 3.14+
+            seen.clear()
+            t = threading.Thread(target=body, args=("c",), context=contextvars.copy_context())
+            u = threading.Thread(target=body, args=("d",))
+            t.start(); u.start(); t.join(30); u.join(30)
+            assert sorted(seen) == [("c", "end", "c"), ("c", "start", "main"),
+                                    ("d", "end", "d"), ("d", "start", "unset")], seen
+            assert var.get() == "main"
+        if hasattr(__import__("concurrent.futures").futures, "InterpreterPoolExecutor"):
+            from concurrent.futures import InterpreterPoolExecutor     # 3.14+
+            with InterpreterPoolExecutor(2) as pool:                  # workers are tasks
+                assert list(pool.map(abs, [-1, -2, -3])) == [1, 2, 3]
+        print("OK")
+    """)
+    assert out.strip() == "OK"
+
+
 def test_deadlocks_and_blocking_in_the_hub_raise() -> None:
     out = _run("""
         lock = threading.Lock()
