@@ -454,15 +454,19 @@ def _before_fork() -> None:
     _fork_tasks[:] = [(t, _thread._thread_tasks.get(t.ident)) for t in _std._active.values()]
     _fork_tasks[:] = [(t, task) for t, task in _fork_tasks if task is not None and not task.dead]
     _std.get_ident = _thread._real_get_ident
+    # 3.14+ also gives the forking thread its new native id in the child.
+    _std.get_native_id = _thread._real_get_native_id
 
 
 def _after_fork_in_parent() -> None:
     _std.get_ident = get_ident
+    _std.get_native_id = get_native_id
     _fork_tasks.clear()
 
 
 def _after_fork_in_child() -> None:
     _std.get_ident = get_ident
+    _std.get_native_id = get_native_id
     for thread, task in _fork_tasks:
         thread._started.set()
         if not _HAVE_HANDLES:

@@ -398,6 +398,27 @@ def test_fork_in_a_patched_program() -> None:
     assert out.strip() == "OK"
 
 
+def test_fork_in_a_task_keeps_the_threads_native_id() -> None:
+    # The child's main thread is the forking OS thread; from 3.14 on the
+    # stdlib gives it its new native id there (the kernel's, not a task's).
+    out = _run("""
+        import os, sys
+        real_native = monkey.get_original("_thread", "get_native_id")
+        parent_native = threading.main_thread().native_id
+        def forker():
+            pid = os.fork()
+            if pid == 0:
+                native = threading.main_thread().native_id
+                expected = real_native() if sys.version_info >= (3, 14) else parent_native
+                os._exit(0 if native == expected else 1)
+            return os.waitpid(pid, 0)[1]
+        assert fastco.spawn(forker).get(timeout=30) == 0
+        assert threading.get_native_id() == real_native() == parent_native
+        print("OK")
+    """)
+    assert out.strip() == "OK"
+
+
 def test_real_threads_stay_real_and_talk_to_tasks() -> None:
     out = _run("""
         import socket
