@@ -35,7 +35,15 @@ from typing import Any
 from fastco import _thread
 from fastco._greenlet import getcurrent as _getcurrent
 from fastco._thread import LockType as Lock
-from fastco._thread import RLock, _cancel, _enlist, _wait, _wake_first, get_ident
+from fastco._thread import (
+    RLock,
+    _cancel,
+    _check_acquire_args,
+    _enlist,
+    _wait,
+    _wake_first,
+    get_ident,
+)
 from fastco._thread import _local as local  # noqa: F401 - threading.local
 from fastco._thread import get_native_id as get_native_id
 from fastco.hub import current_hub as _current_hub
@@ -101,6 +109,11 @@ class Condition(_std_Condition):
             if timeout is None or timeout > 0:
                 return _wait(rec, timeout)
             _cancel(rec)
+            if timeout != timeout:
+                # NaN: refused with the lock's ValueError, as the stdlib's
+                # from 3.14 on (3.13's returned False, and a Semaphore or a
+                # Queue waiting with it then retried forever).
+                _check_acquire_args(True, timeout)
             return False
         finally:
             self._acquire_restore(saved)
