@@ -6,6 +6,8 @@
 
 - ``socket``: ``socket``, ``socketpair``, ``fromfd``, ``create_connection``,
   ``create_server`` and the name resolution functions, by fastco.socket's;
+  and, once ``multiprocessing.connection`` is imported, the reads and
+  writes of its ``Connection`` (fastco._mp_connection);
 - ``time.sleep`` by ``fastco.sleep``;
 - ``select.select``/``select.poll`` by fastco.select's, removes
   ``select.epoll`` (and devpoll/kqueue), and makes every ``selectors``
@@ -40,6 +42,7 @@ from __future__ import annotations
 
 import importlib
 import sys
+from collections.abc import Callable
 from types import ModuleType
 from typing import Any
 
@@ -83,6 +86,58 @@ def _remove(module: ModuleType, name: str) -> None:
         delattr(module, name)
 
 
+class _LoaderThenPatch:
+    """A module's loader, then a patch on the module it made."""
+
+    def __init__(self, loader: Any, patch: Callable[[ModuleType], None]) -> None:
+        self.loader = loader
+        self.patch = patch
+
+    def create_module(self, spec: Any) -> ModuleType | None:
+        return self.loader.create_module(spec)
+
+    def exec_module(self, module: ModuleType) -> None:
+        module.__loader__ = module.__spec__.loader = self.loader   # as if we were not there
+        self.loader.exec_module(module)
+        self.patch(module)
+
+
+class _PatchOnImport:
+    """A ``sys.meta_path`` finder that patches a module right after its
+    first import: for modules too costly to import at patch time."""
+
+    def __init__(self) -> None:
+        self.patches: dict[str, Callable[[ModuleType], None]] = {}
+
+    def find_spec(self, name: str, path: Any, target: Any = None) -> Any:
+        if name not in self.patches:
+            return None
+        for finder in sys.meta_path:
+            find = getattr(finder, "find_spec", None)
+            if finder is self or find is None:
+                continue
+            spec = find(name, path, target)
+            if spec is not None:
+                if hasattr(spec.loader, "exec_module"):
+                    spec.loader = _LoaderThenPatch(spec.loader, self.patches.pop(name))
+                return spec
+        return None
+
+
+_on_import = _PatchOnImport()
+
+
+def _when_imported(name: str, patch: Callable[[ModuleType], None]) -> None:
+    """``patch(module)`` on module ``name``: now if it is imported, else right after it is."""
+    module = sys.modules.get(name)
+    if module is not None:
+        patch(module)
+        return
+    _on_import.patches[name] = patch
+    if _on_import not in sys.meta_path:
+        sys.meta_path.insert(0, _on_import)
+
+
 def get_original(module_name: str, name: str) -> Any:
     """The stdlib's own ``module_name.name``, whether patched or not
     (``module_name`` may name a class: ``get_original("ssl.SSLContext",
@@ -112,6 +167,15 @@ def patch_socket() -> None:
     from fastco import socket as co
     for name in co.PATCHED:
         _patch(std, name, getattr(co, name))
+    # multiprocessing's connections read and write sockets' fds as blocking
+    # ones: they must wait in the hub now (see fastco._mp_connection).
+    _when_imported("multiprocessing.connection", _patch_mp_connection)
+
+
+def _patch_mp_connection(module: ModuleType) -> None:
+    from fastco import _mp_connection as co
+    for name in co.PATCHED:
+        _patch(module.Connection, name, getattr(co, name))
 
 
 def patch_time() -> None:

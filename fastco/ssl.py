@@ -186,6 +186,16 @@ class SSLSocket(_std.SSLSocket, _cosocket.socket):
                 self.write(bytes_view[start:start + _MAX_WRITE])
         return None
 
+    def sendfile(self, file: Any, offset: int = 0, count: int | None = None) -> int:
+        """Send a file: through ``send`` over TLS (as the stdlib's up to 3.14),
+        with the plain socket's ``sendfile`` before the handshake or after
+        ``unwrap``.  (3.15's stdlib hands the file to the kernel when kernel
+        TLS is enabled, and that path fails mid-file with SSLWantWriteError
+        on a non-blocking fd: not taken here.)"""
+        if self._sslobj is None:
+            return _cosocket.socket.sendfile(self, file, offset, count)
+        return self._sendfile_use_send(file, offset, count)
+
     # -- ending --------------------------------------------------------
 
     def unwrap(self) -> Any:

@@ -45,6 +45,13 @@ globals().update({name: getattr(_std, name) for name in __all__})
 _CHUNK = 32768
 
 
+def _remaining(endtime: float | None) -> float | None:
+    """Seconds left until ``endtime`` (a ``time.monotonic()`` deadline, as
+    the stdlib's ``_communicate`` gets it), or None for no deadline.  Ours:
+    3.15 removed ``Popen._remaining_time`` (a module function took its place)."""
+    return None if endtime is None else endtime - _monotonic()
+
+
 class _PipeIO(_io.RawIOBase):
     """One end of a pipe to a child, made non-blocking: reads and writes
     that would block wait in the hub.  It owns the stdlib's FileIO (which
@@ -242,6 +249,11 @@ class Popen(_std.Popen):
                 self.stdin.flush()
             except BrokenPipeError:
                 pass   # communicate() ignores a child that stopped reading
+            except ValueError:
+                # The caller closed stdin: nothing to flush (the stdlib's
+                # communicate ignores it too from 3.14 on).
+                if not self.stdin.closed:
+                    raise
             if not input:
                 try:
                     self.stdin.close()
@@ -255,7 +267,7 @@ class Popen(_std.Popen):
         # What is left of the input (after a TimeoutExpired too: the stdlib
         # would stop writing there, and the child wait for the rest).
         writing = bool(self.stdin and not self.stdin.closed and self._input
-                       and self._input_offset < len(self._input))
+                       and len(self._input_left()))
         readers = [f for f in (self.stdout, self.stderr) if f and not f.closed]
         while writing or readers:
             moved = False
@@ -275,13 +287,17 @@ class Popen(_std.Popen):
             self._check_timeout(endtime, orig_timeout, stdout, stderr)
             if moved or not (writing or readers):
                 continue
-            remaining = self._remaining_time(endtime)
+            remaining = _remaining(endtime)
             if remaining is not None and remaining <= 0:
                 self._check_timeout(endtime, orig_timeout, stdout, stderr,
                                     skip_check_and_raise=True)
             wfds = [self.stdin.fileno()] if writing else []
             _get_hub().wait_fds([f.fileno() for f in readers], wfds, remaining)
-        self.wait(timeout=self._remaining_time(endtime))
+        try:
+            self.wait(timeout=_remaining(endtime))
+        except TimeoutExpired as exc:
+            exc.timeout = orig_timeout   # the caller's timeout, as the stdlib's from 3.14 on
+            raise
         out = b"".join(stdout) if stdout is not None else None
         err = b"".join(stderr) if stderr is not None else None
         if self.text_mode:
@@ -291,12 +307,18 @@ class Popen(_std.Popen):
                 err = self._translate_newlines(err, self.stderr.encoding, self.stderr.errors)
         return out, err
 
+    def _input_left(self) -> memoryview:
+        """The bytes of the input not written yet.  The offset counts bytes,
+        for a memoryview of wider items too (as in the stdlib from 3.14 on;
+        3.13's cut such input short)."""
+        return memoryview(self._input).cast("B")[self._input_offset:]
+
     def _feed_stdin(self) -> tuple[bool, bool]:
         """Write what the pipe takes of the rest of the input; returns
         (whether anything moved, whether there is more to write)."""
-        view = memoryview(self._input)[self._input_offset:]
+        view = self._input_left()
         try:
-            self._input_offset += _os.write(self.stdin.fileno(), view)
+            written = _os.write(self.stdin.fileno(), view)
         except BlockingIOError:
             return False, True
         except BrokenPipeError:
@@ -307,7 +329,8 @@ class Popen(_std.Popen):
                 raise
             self.stdin.close()
             return True, False
-        if self._input_offset >= len(self._input):
+        self._input_offset += written
+        if written >= len(view):
             self.stdin.close()
             return True, False
         return True, True

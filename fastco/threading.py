@@ -36,7 +36,15 @@ from fastco import _thread
 from fastco._greenlet import GreenletExit as _GreenletExit
 from fastco._greenlet import getcurrent as _getcurrent
 from fastco._thread import LockType as Lock
-from fastco._thread import RLock, _cancel, _enlist, _wait, _wake_first, get_ident
+from fastco._thread import (
+    RLock,
+    _cancel,
+    _check_acquire_args,
+    _enlist,
+    _wait,
+    _wake_first,
+    get_ident,
+)
 from fastco._thread import _local as local  # noqa: F401 - threading.local
 from fastco._thread import get_native_id as get_native_id
 from fastco.hub import LoopExit as _LoopExit
@@ -47,6 +55,10 @@ from fastco.hub import sleep as _sleep
 __all__ = list(_std.__all__) + ["RealThread"]
 
 _HAVE_HANDLES = hasattr(_std, "_ThreadHandle")   # CPython 3.13+
+# The Thread attribute that holds its _ThreadHandle: ``_handle`` in 3.13,
+# renamed ``_os_thread_handle`` in 3.14 (None before 3.13: no handles).
+_HANDLE = ("_os_thread_handle" if hasattr(_std.main_thread(), "_os_thread_handle")
+           else "_handle" if _HAVE_HANDLES else None)
 # Originals, captured before any monkey patching.
 _std_Thread = _std.Thread
 _std_Condition = _std.Condition
@@ -60,6 +72,9 @@ _std_start_joinable_thread = _thread._real_start_joinable_thread
 _std_ThreadHandle = _thread._real_ThreadHandle
 _std_thread_shutdown = getattr(_std, "_thread_shutdown", None)
 _std_excepthook = _std.__excepthook__
+# 3.14+: a Thread names its OS thread (threading._set_name, None where the
+# platform cannot) when it starts and when it is renamed.
+_std_set_name = getattr(_std, "_set_name", None)
 
 
 class Condition(_std_Condition):
@@ -98,9 +113,11 @@ class Condition(_std_Condition):
             else:
                 _cancel(rec)
                 if timeout != timeout:
-                    # NaN: the stdlib returns at once, and its Semaphore,
-                    # Barrier and wait_for would spin on that for good.
-                    raise ValueError(f"timeout must be a number, not {timeout!r}")
+                    # NaN: refused with the lock's ValueError, as the stdlib's
+                    # from 3.14 on (3.13's returned False, and a Semaphore,
+                    # Barrier, wait_for or Queue waiting with it then retried
+                    # forever).
+                    _check_acquire_args(True, timeout)
                 notified = False
         except BaseException as exc:
             stop = _take_back(self, saved, exc)
@@ -241,8 +258,8 @@ class RealThread(_std_Thread):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        if _HAVE_HANDLES and not isinstance(self._handle, _std_ThreadHandle):
-            self._handle = _std_ThreadHandle()
+        if _HANDLE is not None and not isinstance(getattr(self, _HANDLE), _std_ThreadHandle):
+            setattr(self, _HANDLE, _std_ThreadHandle())
 
     def start(self) -> None:
         """Start the OS thread (see threading.Thread.start)."""
@@ -307,7 +324,8 @@ def _start_joinable_thread(function: Callable[..., Any], handle: Any = None,
     if thread is not None:
         _adopt(thread)
         if not isinstance(handle, _thread._ThreadHandle):
-            thread._handle = handle = _thread._ThreadHandle()
+            handle = _thread._ThreadHandle()
+            setattr(thread, _HANDLE, handle)
     return _thread.start_joinable_thread(function, handle=handle, daemon=daemon)
 
 
@@ -330,6 +348,18 @@ def excepthook(args: Any) -> None:
         hub.run_callback(hub._throw_main, args.exc_value)
         return
     _std_excepthook(args)
+
+
+def _set_name_of_os_thread(name: str) -> None:
+    """threading._set_name (3.14+): name the OS thread, but only from its
+    own main greenlet.  A thread task runs in another thread's OS thread:
+    naming that after the task would rename it (the main thread's name is
+    the process's, in ps and top)."""
+    if _getcurrent().parent is None:
+        _std_set_name(name)
+
+
+_set_name = None if _std_set_name is None else _set_name_of_os_thread
 
 
 class _DummyThread(_std_DummyThread):
@@ -377,6 +407,7 @@ PATCHED = [name for name in (
     "Semaphore", "BoundedSemaphore", "Barrier", "local", "get_ident", "get_native_id",
     "_DummyThread", "_start_new_thread", "_set_sentinel", "_start_joinable_thread",
     "_ThreadHandle", "_make_thread_handle", "_thread_shutdown", "_DeleteDummyThreadOnDel",
+    "_set_name",
 ) if hasattr(_std, name)]
 # (and "excepthook", unless the program set its own before patching: see
 # fastco.monkey.patch_thread)
@@ -431,10 +462,11 @@ def _adopt_existing() -> None:
                 handler.lock = RLock()
     main = _std.main_thread()
     if _HAVE_HANDLES:
-        if not isinstance(main._handle, _thread._ThreadHandle) and not main._handle.is_done():
+        real = getattr(main, _HANDLE)
+        if not isinstance(real, _thread._ThreadHandle) and not real.is_done():
             handle = _thread._ThreadHandle()
             handle._ident = main.ident
-            main._handle = handle
+            setattr(main, _HANDLE, handle)
     else:
         real = main._tstate_lock
         if real is not None and not isinstance(real, Lock) and real.locked():
@@ -475,15 +507,19 @@ def _before_fork() -> None:
     _fork_tasks[:] = [(t, _thread._thread_tasks.get(t.ident)) for t in _std._active.values()]
     _fork_tasks[:] = [(t, task) for t, task in _fork_tasks if task is not None and not task.dead]
     _std.get_ident = _thread._real_get_ident
+    # 3.14+ also gives the forking thread its new native id in the child.
+    _std.get_native_id = _thread._real_get_native_id
 
 
 def _after_fork_in_parent() -> None:
     _std.get_ident = get_ident
+    _std.get_native_id = get_native_id
     _fork_tasks.clear()
 
 
 def _after_fork_in_child() -> None:
     _std.get_ident = get_ident
+    _std.get_native_id = get_native_id
     for thread, task in _fork_tasks:
         thread._started.set()
         if not _HAVE_HANDLES:

@@ -246,3 +246,77 @@ def test_seed_style_server_on_both_backends(backend) -> None:
     """), env={"FASTCO_BACKEND": backend}, timeout=60)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.split() == [backend, "OK"]
+
+
+def test_multiprocessing_connections_over_patched_sockets() -> None:
+    # multiprocessing reads and writes its connections' fds as blocking ones;
+    # fastco's sockets are non-blocking underneath.  Listener and Client
+    # authenticate both ways between two tasks of one thread (each read
+    # waits in the hub while the other task writes), a Manager's server
+    # talks over a socket, and from 3.14 on the forkserver start method
+    # (the default there) authenticates over one.
+    out = _run("""
+        from fastco import monkey
+        monkey.patch_all()
+        import multiprocessing, sys
+        from concurrent.futures import ProcessPoolExecutor
+        from multiprocessing.connection import Client, Connection, Listener
+        import fastco
+
+        def main():
+            assert monkey.get_original("multiprocessing.connection.Connection", "_recv") \\
+                is not Connection._recv
+            with Listener(("127.0.0.1", 0), authkey=b"key") as listener:
+                def client():
+                    with Client(listener.address, authkey=b"key") as c:
+                        c.send(c.recv().upper())
+                task = fastco.spawn(client)
+                with listener.accept() as conn:
+                    conn.send("ping")
+                    assert conn.recv() == "PING"
+                task.join(timeout=30)
+            for method in ("fork", "forkserver", "spawn"):
+                ctx = multiprocessing.get_context(method)
+                with ctx.Manager() as manager:
+                    shared = manager.dict()
+                    shared["method"] = method
+                    assert dict(shared) == {"method": method}
+                with ProcessPoolExecutor(2, mp_context=ctx) as pool:
+                    assert list(pool.map(abs, [-1, -2, -3])) == [1, 2, 3], method
+            print("OK")
+
+        if __name__ == "__main__":
+            main()
+    """)
+    assert out.strip() == "OK"
+
+
+def test_multiprocessing_connection_patched_whenever_imported() -> None:
+    # Imported before patching: patched at once; after: right after its
+    # import, by a finder that leaves the module as the stdlib's loader made it.
+    out = _run("""
+        import multiprocessing.connection as mpc
+        std_recv = mpc.Connection._recv
+        from fastco import monkey
+        from fastco import _mp_connection as co
+        monkey.patch_socket()
+        assert (mpc.Connection._recv, mpc.Connection._send) == (co._recv, co._send)
+        assert monkey.get_original("multiprocessing.connection.Connection", "_recv") is std_recv
+        print("OK")
+    """)
+    assert out.strip() == "OK"
+    out = _run("""
+        import importlib.machinery, sys
+        from fastco import monkey
+        monkey.patch_socket()
+        assert "multiprocessing.connection" not in sys.modules
+        import multiprocessing.connection as mpc
+        from fastco import _mp_connection as co
+        assert (mpc.Connection._recv, mpc.Connection._send) == (co._recv, co._send)
+        std_recv = monkey.get_original("multiprocessing.connection.Connection", "_recv")
+        assert std_recv.__module__ == "multiprocessing.connection" and std_recv is not co._recv
+        assert isinstance(mpc.__loader__, importlib.machinery.SourceFileLoader)
+        assert mpc.__spec__.loader is mpc.__loader__
+        print("OK")
+    """)
+    assert out.strip() == "OK"

@@ -413,6 +413,27 @@ def test_fork_in_a_patched_program() -> None:
     assert out.strip() == "OK"
 
 
+def test_fork_in_a_task_keeps_the_threads_native_id() -> None:
+    # The child's main thread is the forking OS thread; from 3.14 on the
+    # stdlib gives it its new native id there (the kernel's, not a task's).
+    out = _run("""
+        import os, sys
+        real_native = monkey.get_original("_thread", "get_native_id")
+        parent_native = threading.main_thread().native_id
+        def forker():
+            pid = os.fork()
+            if pid == 0:
+                native = threading.main_thread().native_id
+                expected = real_native() if sys.version_info >= (3, 14) else parent_native
+                os._exit(0 if native == expected else 1)
+            return os.waitpid(pid, 0)[1]
+        assert fastco.spawn(forker).get(timeout=30) == 0
+        assert threading.get_native_id() == real_native() == parent_native
+        print("OK")
+    """)
+    assert out.strip() == "OK"
+
+
 def test_real_threads_stay_real_and_talk_to_tasks() -> None:
     out = _run("""
         import socket
@@ -452,6 +473,75 @@ def test_real_threads_stay_real_and_talk_to_tasks() -> None:
         from fastco import _threadpool
         assert _threadpool.worker_count() >= 1
         assert MAIN_OS_THREAD not in _threadpool._pool.idents
+        print("OK")
+    """)
+    assert out.strip() == "OK"
+
+
+def test_thread_tasks_leave_the_os_thread_name_alone() -> None:
+    # From 3.14 on a Thread names its OS thread as it starts and when
+    # renamed: a task must not rename the OS thread it runs in (the main
+    # thread's name is the process's), a RealThread names its own.
+    out = _run("""
+        import os
+        from fastco.threading import RealThread
+        def os_name(native_id):
+            with open(f"/proc/self/task/{native_id}/comm") as f:
+                return f.read().strip()
+        main_native = threading.main_thread().native_id
+        before = os_name(main_native)
+        t = threading.Thread(target=lambda: None, name="task-thread")
+        t.start(); t.join()
+        def rename():
+            threading.current_thread().name = "renamed-task"
+        t = threading.Thread(target=rename); t.start(); t.join()
+        assert os_name(main_native) == before, os_name(main_native)
+        names = queue.Queue()
+        real = RealThread(target=lambda: names.put(os_name(_thread.get_native_id())),
+                          name="real-thread")
+        real.start(); real.join(30)
+        named = names.get(timeout=30)
+        if getattr(threading, "_set_name", None) is not None:     # 3.14+
+            assert named == "real-thread", named
+        print("OK")
+    """)
+    assert out.strip() == "OK"
+
+
+def test_thread_tasks_run_in_their_own_context() -> None:
+    # Since 3.14 Thread.run runs inside the Thread's contextvars.Context (a
+    # new empty one by default, the caller's copy with -X
+    # thread_inherit_context, or the one given as context=): a thread task
+    # switches away inside Context.run, and each sees its own values.
+    out = _run("""
+        import contextvars, inspect
+        var = contextvars.ContextVar("var", default="unset")
+        var.set("main")
+        barrier = threading.Barrier(2)
+        seen = []
+        def body(name):
+            seen.append((name, "start", var.get()))
+            var.set(name)
+            barrier.wait(timeout=30)            # both are inside their run now
+            seen.append((name, "end", var.get()))
+        threads = [threading.Thread(target=body, args=(n,)) for n in ("a", "b")]
+        for t in threads: t.start()
+        for t in threads: t.join(30)
+        assert sorted(seen) == [("a", "end", "a"), ("a", "start", "unset"),
+                                ("b", "end", "b"), ("b", "start", "unset")], seen
+        assert var.get() == "main"
+        if "context" in inspect.signature(threading.Thread).parameters:     # 3.14+
+            seen.clear()
+            t = threading.Thread(target=body, args=("c",), context=contextvars.copy_context())
+            u = threading.Thread(target=body, args=("d",))
+            t.start(); u.start(); t.join(30); u.join(30)
+            assert sorted(seen) == [("c", "end", "c"), ("c", "start", "main"),
+                                    ("d", "end", "d"), ("d", "start", "unset")], seen
+            assert var.get() == "main"
+        if hasattr(__import__("concurrent.futures").futures, "InterpreterPoolExecutor"):
+            from concurrent.futures import InterpreterPoolExecutor     # 3.14+
+            with InterpreterPoolExecutor(2) as pool:                  # workers are tasks
+                assert list(pool.map(abs, [-1, -2, -3])) == [1, 2, 3]
         print("OK")
     """)
     assert out.strip() == "OK"

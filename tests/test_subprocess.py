@@ -110,6 +110,29 @@ def test_communicate_after_a_timeout_sends_the_rest_of_the_input() -> None:
     assert out == data[::-1] and err is None and p.returncode == 0
 
 
+def test_communicate_as_the_stdlib_does_from_3_14_on() -> None:
+    # What 3.14 changed in the stdlib's communicate, fastco does on every version:
+    # input of wider items is sent whole (its offset counts bytes),
+    import array
+    data = memoryview(array.array("i", range(100000)))          # 400 kB, more than a pipe holds
+    p = cosp.Popen(["cat"], stdin=cosp.PIPE, stdout=cosp.PIPE)
+    out, _ = p.communicate(data, timeout=20)
+    assert out == data.tobytes()
+    # stdin the caller closed is no error,
+    p = cosp.Popen(["cat"], stdin=cosp.PIPE, stdout=cosp.PIPE)
+    p.stdin.write(b"abc")
+    p.stdin.close()
+    assert p.communicate(timeout=20) == (b"abc", None)
+    # and a timeout that ends in the wait for the child (its pipes closed
+    # already) is reported as the caller's timeout, not what was left of it.
+    p = cosp.Popen(["sh", "-c", "exec >&- 2>&-; sleep 10"], stdout=cosp.PIPE, stderr=cosp.PIPE)
+    with pytest.raises(subprocess.TimeoutExpired) as info:
+        p.communicate(timeout=0.3)
+    assert info.value.timeout == 0.3
+    p.kill()
+    p.wait(timeout=5)
+
+
 def test_text_mode_pipes_and_line_by_line() -> None:
     p = cosp.Popen(["cat"], stdin=cosp.PIPE, stdout=cosp.PIPE, text=True, bufsize=1)
     replies = []

@@ -204,6 +204,27 @@ def test_event_semaphores_barrier() -> None:
     assert isinstance(lonely.exception, std.BrokenBarrierError)
 
 
+def test_a_nan_timeout_is_refused() -> None:
+    # As the stdlib from 3.14 on, on every version: on 3.13 Condition.wait(nan)
+    # returned False at once, and a Semaphore, Barrier or Queue waiting with
+    # it retried forever.
+    from fastco import queue as coq
+    nan = float("nan")
+    cond = co.Condition()
+
+    with cond:
+        with pytest.raises(ValueError):
+            cond.wait(nan)
+        assert cond._is_owned()                  # the lock was taken again
+    full = coq.Queue(1)
+    full.put(1)
+    for wait in (lambda: co.Event().wait(nan), lambda: co.Semaphore(0).acquire(True, nan),
+                 lambda: co.Barrier(2).wait(nan), lambda: coq.Queue().get(True, nan),
+                 lambda: full.put(2, True, nan), lambda: coq.SimpleQueue().get(True, nan)):
+        with pytest.raises(ValueError):
+            wait()
+
+
 def test_event_set_by_an_os_thread_wakes_a_task_and_vice_versa() -> None:
     to_task, to_thread = co.Event(), co.Event()
     seen = []
