@@ -34,8 +34,9 @@ ROOT=${ROOT%/}
 CHECKOUT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd -P)
 SELF=$CHECKOUT/.ci/sid.sh
 # What the chroot holds.  g++ and libffi-dev: greenlet and cffi build from
-# source on the debug interpreters (no wheels for their ABI).
-PACKAGES=python3.14-dev,python3.14-venv,python3.14-dbg,python3.15-dev,python3.15-venv,python3.15-dbg,gcc,g++,libc6-dev,libffi-dev,pkg-config,make,git,ca-certificates
+# source on the debug interpreters (no wheels for their ABI); redis-server,
+# postgresql and openssl: the servers of the integration tests.
+PACKAGES=python3.14-dev,python3.14-venv,python3.14-dbg,python3.15-dev,python3.15-venv,python3.15-dbg,gcc,g++,libc6-dev,libffi-dev,pkg-config,make,git,ca-certificates,redis-server,postgresql,openssl
 READY=.fastco-sid-ready     # marker in ROOT: the package list it was made with
 
 die() { echo "sid.sh: $*" >&2; exit 1; }
