@@ -132,9 +132,9 @@ def test_thread_api_as_tasks() -> None:
         fastco.joinall(dummies)
         assert all(d.get().name.startswith("Dummy-") for d in dummies)
         assert threading.active_count() == before
-        import sys
-        if sys.version_info >= (3, 13):
-            assert all(d.get()._handle.is_done() for d in dummies)
+        from fastco.threading import _HANDLE      # 3.13+: the Thread's handle
+        if _HANDLE is not None:
+            assert all(getattr(d.get(), _HANDLE).is_done() for d in dummies)
 
         # _thread.start_new_thread, Timer, excepthook.
         seen = []
