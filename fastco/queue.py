@@ -69,9 +69,8 @@ class Queue(_StdQueue):
         if block and timeout is not None and self.maxsize > 0:
             return _StdQueue.put(self, item, block, timeout)
         mutex = self.mutex
-        lock = mutex._block
         while True:
-            if not lock.acquire(False):
+            if not mutex._try():
                 mutex._acquire_slow(None)
             try:
                 if self.is_shutdown:
@@ -90,9 +89,7 @@ class Queue(_StdQueue):
                     raise Full
                 rec = _enlist(self.not_full._waiters, self.not_full._pass_on)
             finally:
-                lock.release()
-                if mutex._waiters:
-                    _wake_first(mutex._waiters)
+                mutex.release()
             _wait(rec, None)
 
     def get(self, block: bool = True, timeout: float | None = None) -> Any:
@@ -100,9 +97,8 @@ class Queue(_StdQueue):
         if block and timeout is not None:
             return _StdQueue.get(self, block, timeout)
         mutex = self.mutex
-        lock = mutex._block
         while True:
-            if not lock.acquire(False):
+            if not mutex._try():
                 mutex._acquire_slow(None)
             try:
                 if self._plain:
@@ -124,9 +120,7 @@ class Queue(_StdQueue):
                     raise Empty
                 rec = _enlist(self.not_empty._waiters, self.not_empty._pass_on)
             finally:
-                lock.release()
-                if mutex._waiters:
-                    _wake_first(mutex._waiters)
+                mutex.release()
             _wait(rec, None)
 
 
