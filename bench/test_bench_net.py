@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.conftest import FASTCO_IMPLS
+from bench.conftest import FASTCO_IMPLS, ClientProcess, clients_per_impl
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 import realservers  # noqa: E402  (tests/realservers.py: the same servers the tests use)
@@ -37,7 +37,7 @@ OPS = {"redis": 200, "requests": 20, "urllib3": 50}
 ROUNDS = 7
 
 
-class Client:
+class Client(ClientProcess):
     """A bench/net_client.py process for one library, driven line by line."""
 
     def __init__(self, impl: str) -> None:
@@ -46,28 +46,15 @@ class Client:
             args.append("gevent")
         else:
             args += ["fastco", "--backend", impl.split("-", 1)[1]]
-        self.proc = subprocess.Popen(args, cwd=ROOT, stdin=subprocess.PIPE,
-                                     stdout=subprocess.PIPE, text=True, bufsize=1)
+        super().__init__(args, cwd=ROOT)
 
     def command(self, line: str) -> str:
-        assert self.proc.stdin is not None and self.proc.stdout is not None
-        self.proc.stdin.write(line + "\n")
-        self.proc.stdin.flush()
-        answer = self.proc.stdout.readline()
+        answer = self.exchange(line)
         if not answer.startswith("ok"):
             self.close()
             raise AssertionError(f"client answered {answer!r} to {line!r} "
                                  f"(exit status {self.proc.returncode})")
         return answer
-
-    def close(self) -> None:
-        if self.proc.stdin:
-            self.proc.stdin.close()
-        try:
-            self.proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
 
 
 @pytest.fixture(scope="module")
@@ -94,20 +81,14 @@ def clients(servers):
     """The client process of each library, connected to the servers and
     warmed up (one untimed run of each kind), kept for the whole module."""
     redis_port, https_port, ca = servers
-    made: dict[str, Client] = {}
 
-    def get(impl: str) -> Client:
-        if impl not in made:
-            if impl == "gevent":
-                pytest.importorskip("gevent")
-            client = made[impl] = Client(impl)
-            client.command(f"redis {redis_port} {TASKS}")
-            client.command(f"https {https_port} {ca} {TASKS}")
-        return made[impl]
+    def make(impl: str) -> Client:
+        client = Client(impl)
+        client.command(f"redis {redis_port} {TASKS}")
+        client.command(f"https {https_port} {ca} {TASKS}")
+        return client
 
-    yield get
-    for client in made.values():
-        client.close()
+    yield from clients_per_impl(make)
 
 
 # The implementations take turns round by round (impl varies fastest), so
