@@ -34,7 +34,7 @@ TASKS = 100
 #: kind -> operations per task per measured call (a smoke run does 1/20)
 OPS = {"redis": 200, "requests": 20, "urllib3": 50}
 #: measured rounds of each implementation (a smoke run does one)
-ROUNDS = 7
+ROUNDS = 15
 
 
 class Client(ClientProcess):
