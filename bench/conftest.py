@@ -47,6 +47,12 @@ class ClientProcess:
             self.proc.wait()
 
 
+def record_cpu(benchmark, seconds: float, ops: int) -> None:
+    """Record in the entry the CPU time a client process spent per
+    operation (bench/report.py tabulates it beside the wall time)."""
+    benchmark.extra_info["cpu_ns"] = seconds / ops * 1e9
+
+
 def clients_per_impl(make: Callable[[str], ClientProcess]
                      ) -> Iterator[Callable[[str], ClientProcess]]:
     """The body of a module fixture: yields get(impl), which makes impl's

@@ -11,7 +11,7 @@ ROUNDTRIPS operations.  The client processes stay up for the module and the
 libraries take turns round by round (fastco once per backend; gevent is
 skipped when it is not installed), so that the load of this shared machine
 weighs on all of them alike; bench/report.py takes the median of each one's
-rounds.
+rounds, of the wall time and of the client's CPU time.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.conftest import FASTCO_IMPLS, ClientProcess, clients_per_impl
+from bench.conftest import FASTCO_IMPLS, ClientProcess, clients_per_impl, record_cpu
 
 CLIENT = Path(__file__).resolve().parent / "monkey_client.py"
 IMPLS = [*FASTCO_IMPLS, "gevent"]
@@ -45,8 +45,11 @@ class Client(ClientProcess):
             env["FASTCO_BACKEND"] = impl.split("-", 1)[1]
         super().__init__([sys.executable, str(CLIENT), lib, str(ROUNDTRIPS)], env=env)
 
-    def one_round(self) -> None:
-        assert self.exchange("go") == "done\n", "the client died"
+    def one_round(self) -> float:
+        """One round; the CPU time (seconds) the client spent on it."""
+        answer = self.exchange("go").split()
+        assert answer[:1] == ["done"], "the client died"
+        return float(answer[1])
 
 
 @pytest.fixture(scope="module")
@@ -73,4 +76,6 @@ def test_monkey_queue_pingpong(benchmark, clients, rnd: int, impl: str) -> None:
     benchmark.group = "monkey_queue_pingpong"
     benchmark.extra_info.update(impl=impl, ops=ROUNDTRIPS, round=rnd)
     client = clients(impl)
-    benchmark.pedantic(client.one_round, rounds=1, iterations=1)
+    cpu: list[float] = []
+    benchmark.pedantic(lambda: cpu.append(client.one_round()), rounds=1, iterations=1)
+    record_cpu(benchmark, cpu[0], ROUNDTRIPS)

@@ -13,17 +13,20 @@ in its own process).  What is timed is one ``run`` command: every task does
 its share of requests and every answer is checked.  The clients stay up
 (connected, warmed up) for the module, and take turns round by round.  The
 client process and the server each have a core of this 2-core machine.
+Each entry also records the CPU time the client process spent per
+operation (extra_info["cpu_ns"]), which the load of a shared machine
+disturbs less than the wall time: bench/report.py tabulates both.
 """
 
 from __future__ import annotations
 
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from bench.conftest import FASTCO_IMPLS, ClientProcess, clients_per_impl
+from bench import https_server
+from bench.conftest import FASTCO_IMPLS, ClientProcess, clients_per_impl, record_cpu
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 import realservers  # noqa: E402  (tests/realservers.py: the same servers the tests use)
@@ -63,17 +66,8 @@ def servers(tmp_path_factory):
     skip = realservers.RedisServer.missing()
     if skip:
         pytest.skip(skip)
-    certs = realservers.make_tls_certs(tmp_path_factory.mktemp("tls"))
-    port = realservers.free_port()
-    https = subprocess.Popen([sys.executable, "-m", "bench.https_server", str(port),
-                              str(certs.server)], cwd=ROOT, stdout=subprocess.PIPE, text=True)
-    try:
-        assert https.stdout is not None and https.stdout.readline().strip() == "listening"
-        with realservers.RedisServer() as redis:
-            yield redis.port, port, str(certs.ca)
-    finally:
-        https.kill()
-        https.wait()
+    with https_server.servers(tmp_path_factory.mktemp("tls")) as ports:
+        yield ports
 
 
 @pytest.fixture(scope="module")
@@ -109,4 +103,5 @@ def test_net(benchmark, clients, kind: str, rnd: int, impl: str) -> None:
     answers: list[str] = []
     benchmark.pedantic(lambda: answers.append(client.command(f"run {kind} {per_task}")),
                        rounds=1, iterations=1)
-    assert answers == [f"ok {ops}\n"], answers
+    assert len(answers) == 1 and answers[0].split()[:2] == ["ok", str(ops)], answers
+    record_cpu(benchmark, float(answers[0].split()[2]), ops)
