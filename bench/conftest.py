@@ -8,7 +8,9 @@ each backend).  Peers that are not installed are skipped.
 from __future__ import annotations
 
 import gc
+import subprocess
 import types
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -18,6 +20,59 @@ import fastco.hub
 from bench._build_loadgen import build_loadgen
 
 FASTCO_IMPLS = [f"fastco-{b}" for b in fastco.available_backends()]
+
+
+class ClientProcess:
+    """A client program in a process of its own (each library patches a
+    whole interpreter), driven by lines on its stdin, answering by lines."""
+
+    def __init__(self, args: list[str], **popen: object) -> None:
+        self.proc = subprocess.Popen(args, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                     text=True, bufsize=1, **popen)  # type: ignore[call-overload]
+
+    def exchange(self, line: str) -> str:
+        """Send one line; the line it answers ('' if it died)."""
+        assert self.proc.stdin is not None and self.proc.stdout is not None
+        self.proc.stdin.write(line + "\n")
+        self.proc.stdin.flush()
+        return self.proc.stdout.readline()
+
+    def close(self) -> None:
+        if self.proc.stdin:
+            self.proc.stdin.close()
+        try:
+            self.proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+
+def record_cpu(benchmark, seconds: float, ops: int) -> None:
+    """Record in the entry the CPU time a client process spent per
+    operation (bench/report.py tabulates it beside the wall time)."""
+    benchmark.extra_info["cpu_ns"] = seconds / ops * 1e9
+
+
+def clients_per_impl(make: Callable[[str], ClientProcess]
+                     ) -> Iterator[Callable[[str], ClientProcess]]:
+    """The body of a module fixture: yields get(impl), which makes impl's
+    client (``make(impl)``) on first use and then returns the same one, so
+    that the implementations can take turns round by round; gevent is
+    skipped where it is not installed.  Closes them all at the end."""
+    made: dict[str, ClientProcess] = {}
+
+    def get(impl: str) -> ClientProcess:
+        if impl not in made:
+            if impl == "gevent":
+                pytest.importorskip("gevent")
+            made[impl] = make(impl)
+        return made[impl]
+
+    try:
+        yield get
+    finally:
+        for client in made.values():
+            client.close()
 
 
 def use_fastco_backend(name: str) -> types.ModuleType:

@@ -9,8 +9,12 @@ It prints "listening" once it accepts connections, and runs until killed.
 
 from __future__ import annotations
 
+import contextlib
 import ssl
+import subprocess
 import sys
+from collections.abc import Iterator
+from pathlib import Path
 
 import fastco
 from fastco import socket
@@ -29,6 +33,28 @@ def handle(conn: socket.socket, ctx: ssl.SSLContext) -> None:
             body = b"hello " + request.split()[1]
             s.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n"
                       b"Content-Length: %d\r\n\r\n%s" % (len(body), body))
+
+
+@contextlib.contextmanager
+def servers(directory: Path) -> Iterator[tuple[int, int, str]]:
+    """The benchmarks' servers, running for the block: a redis-server and
+    this HTTPS server (in a process of its own, with a certificate made in
+    ``directory``).  Yields (redis port, https port, CA file)."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+    import realservers  # tests/realservers.py: the servers and certificates the tests use
+
+    certs = realservers.make_tls_certs(directory)
+    port = realservers.free_port()
+    https = subprocess.Popen([sys.executable, "-m", "bench.https_server", str(port),
+                              str(certs.server)], cwd=Path(__file__).resolve().parent.parent,
+                             stdout=subprocess.PIPE, text=True)
+    try:
+        assert https.stdout is not None and https.stdout.readline().strip() == "listening"
+        with realservers.RedisServer() as redis:
+            yield redis.port, port, str(certs.ca)
+    finally:
+        https.kill()
+        https.wait()
 
 
 def main(argv: list[str]) -> int:

@@ -1,17 +1,21 @@
 """The client side of the network benchmarks, one process per library.
 
-    python -m bench.net_client fastco|gevent [--backend asm|ucontext]
+    python -m bench.net_client fastco|gevent|plain [--backend asm|ucontext]
 
 It monkey-patches the whole stdlib with the library named (fastco's or
 gevent's ``patch_all``), then serves commands, one per line on stdin, with
-the same client code for both libraries:
+the same client code for both libraries.  ``plain`` patches nothing: the
+tasks run one after another on blocking sockets, so what a run costs is the
+client libraries' own code (bench/net_floor.py measures it):
 
     redis PORT TASKS        connect TASKS tasks' worth of redis-py connections
     https PORT CA TASKS     one requests.Session and one urllib3
                             HTTPSConnectionPool (keep-alive) per task
     run KIND N              each task does N operations of KIND (redis,
                             requests, urllib3), all tasks at once; answers
-                            "ok OPS" once every result was checked
+                            "ok OPS CPU" once every result was checked, CPU
+                            being the seconds of CPU time (user and system)
+                            this process spent on them
 
 A redis operation is one command (a SET, then a GET of what was set, by
 redis-py's connection pool); a requests or urllib3 operation is one GET on
@@ -23,10 +27,17 @@ interpreter's start or the connections' handshakes.
 from __future__ import annotations
 
 import sys
+import time
 
 
 def _library(name: str, backend: str | None) -> tuple:
     """(spawn, joinall) of the library, after its patch_all."""
+    if name == "plain":
+        class Done:   # a "task" that ran to its end when spawned
+            def __init__(self, fn, *args) -> None:
+                self.value = fn(*args)
+
+        return Done, lambda tasks, raise_error=False: None
     if name == "gevent":
         from gevent import monkey
         monkey.patch_all()
@@ -106,7 +117,9 @@ def main(argv: list[str]) -> int:
             run("requests", 1)         # handshakes, once per session
             run("urllib3", 1)
         elif words[0] == "run":
-            print("ok", run(words[1], int(words[2])), flush=True)
+            cpu = time.process_time()
+            ops = run(words[1], int(words[2]))
+            print("ok", ops, f"{time.process_time() - cpu:.6f}", flush=True)
             continue
         else:
             print("error unknown command", words[0], flush=True)

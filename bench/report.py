@@ -65,14 +65,25 @@ def per_op_ns(bench: dict) -> float:
     return bench["stats"]["median"] / ops * 1e9
 
 
-def collect(run: dict) -> dict[str, dict[str, float]]:
+def cpu_ns(bench: dict) -> float | None:
+    """CPU time of the client process per operation, where the benchmark
+    measured it (the network and monkey benchmarks' client processes)."""
+    return (bench.get("extra_info") or {}).get("cpu_ns")
+
+
+def collect(run: dict, measure=per_op_ns) -> dict[str, dict[str, float]]:
     """{group: {implementation: median ns per operation}}; a benchmark
     measured as several entries (one per round, implementations taking
-    turns: bench/test_bench_net.py) counts with the median of its entries."""
+    turns: bench/test_bench_net.py) counts with the median of its entries.
+    ``measure`` (per_op_ns: wall time, or cpu_ns) gives an entry's figure;
+    entries without one are left out."""
     entries: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
     for bench in run["benchmarks"]:
+        value = measure(bench)
+        if value is None:
+            continue
         group = bench.get("group") or bench["name"]
-        entries[group][impl_of(bench)].append(per_op_ns(bench))
+        entries[group][impl_of(bench)].append(value)
     return {group: {impl: statistics.median(values) for impl, values in impls.items()}
             for group, impls in entries.items()}
 
@@ -117,7 +128,8 @@ def machine() -> str:
             f"{platform.release()}, CPython {platform.python_version()}{debug}")
 
 
-def markdown(table: dict[str, dict[str, float]], c_bench: str, info: str) -> str:
+def markdown(table: dict[str, dict[str, float]], c_bench: str, info: str,
+             cpu: dict[str, dict[str, float]] | None = None) -> str:
     impls = sorted({i for g in table.values() for i in g},
                    key=lambda i: (not i.startswith("fastco"), i))
     lines = [f"Measured on {info}.", "",
@@ -131,6 +143,15 @@ def markdown(table: dict[str, dict[str, float]], c_bench: str, info: str) -> str
               "", "| benchmark | fastco backend | peer | ratio |", "|---|---|---|---|"]
     for group, impl, peer, r in ratios(table):
         lines.append(f"| {group} | {impl} | {peer} | **{fmt_ratio(r)}** |")
+    if cpu:
+        lines += ["", "CPU time of the client process per operation, where measured (less "
+                  "disturbed than the wall time by the load of a shared machine), and "
+                  "fastco's divided by the peer's:", "",
+                  "| benchmark | fastco backend | fastco | peer | peer's | ratio |",
+                  "|---|---|---|---|---|---|"]
+        for group, impl, peer, r in ratios(cpu):
+            lines.append(f"| {group} | {impl} | {fmt_ns(cpu[group][impl])} | {peer} | "
+                         f"{fmt_ns(cpu[group][peer])} | **{fmt_ratio(r)}** |")
     if c_bench:
         lines += ["", "C microbenchmark (`make -C csrc bench`), one context switch:", "",
                   "```", c_bench.strip(), "```"]
@@ -223,7 +244,7 @@ def main(argv: list[str] | None = None) -> int:
     elif c_file.exists():
         c_bench = c_file.read_text(encoding="utf-8")
     info = machine()
-    text = markdown(table, c_bench, info)
+    text = markdown(table, c_bench, info, collect(run, cpu_ns))
     has_png = chart(table, results / "REPORT.png")
     (results / "REPORT.md").write_text("# Benchmark report\n\n" + text
                                        + ("\n![ratios](REPORT.png)\n" if has_png else ""),

@@ -13,17 +13,20 @@ in its own process).  What is timed is one ``run`` command: every task does
 its share of requests and every answer is checked.  The clients stay up
 (connected, warmed up) for the module, and take turns round by round.  The
 client process and the server each have a core of this 2-core machine.
+Each entry also records the CPU time the client process spent per
+operation (extra_info["cpu_ns"]), which the load of a shared machine
+disturbs less than the wall time: bench/report.py tabulates both.
 """
 
 from __future__ import annotations
 
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from bench.conftest import FASTCO_IMPLS
+from bench import https_server
+from bench.conftest import FASTCO_IMPLS, ClientProcess, clients_per_impl, record_cpu
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 import realservers  # noqa: E402  (tests/realservers.py: the same servers the tests use)
@@ -34,10 +37,10 @@ TASKS = 100
 #: kind -> operations per task per measured call (a smoke run does 1/20)
 OPS = {"redis": 200, "requests": 20, "urllib3": 50}
 #: measured rounds of each implementation (a smoke run does one)
-ROUNDS = 7
+ROUNDS = 15
 
 
-class Client:
+class Client(ClientProcess):
     """A bench/net_client.py process for one library, driven line by line."""
 
     def __init__(self, impl: str) -> None:
@@ -46,28 +49,15 @@ class Client:
             args.append("gevent")
         else:
             args += ["fastco", "--backend", impl.split("-", 1)[1]]
-        self.proc = subprocess.Popen(args, cwd=ROOT, stdin=subprocess.PIPE,
-                                     stdout=subprocess.PIPE, text=True, bufsize=1)
+        super().__init__(args, cwd=ROOT)
 
     def command(self, line: str) -> str:
-        assert self.proc.stdin is not None and self.proc.stdout is not None
-        self.proc.stdin.write(line + "\n")
-        self.proc.stdin.flush()
-        answer = self.proc.stdout.readline()
+        answer = self.exchange(line)
         if not answer.startswith("ok"):
             self.close()
             raise AssertionError(f"client answered {answer!r} to {line!r} "
                                  f"(exit status {self.proc.returncode})")
         return answer
-
-    def close(self) -> None:
-        if self.proc.stdin:
-            self.proc.stdin.close()
-        try:
-            self.proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
 
 
 @pytest.fixture(scope="module")
@@ -76,17 +66,8 @@ def servers(tmp_path_factory):
     skip = realservers.RedisServer.missing()
     if skip:
         pytest.skip(skip)
-    certs = realservers.make_tls_certs(tmp_path_factory.mktemp("tls"))
-    port = realservers.free_port()
-    https = subprocess.Popen([sys.executable, "-m", "bench.https_server", str(port),
-                              str(certs.server)], cwd=ROOT, stdout=subprocess.PIPE, text=True)
-    try:
-        assert https.stdout is not None and https.stdout.readline().strip() == "listening"
-        with realservers.RedisServer() as redis:
-            yield redis.port, port, str(certs.ca)
-    finally:
-        https.kill()
-        https.wait()
+    with https_server.servers(tmp_path_factory.mktemp("tls")) as ports:
+        yield ports
 
 
 @pytest.fixture(scope="module")
@@ -94,20 +75,14 @@ def clients(servers):
     """The client process of each library, connected to the servers and
     warmed up (one untimed run of each kind), kept for the whole module."""
     redis_port, https_port, ca = servers
-    made: dict[str, Client] = {}
 
-    def get(impl: str) -> Client:
-        if impl not in made:
-            if impl == "gevent":
-                pytest.importorskip("gevent")
-            client = made[impl] = Client(impl)
-            client.command(f"redis {redis_port} {TASKS}")
-            client.command(f"https {https_port} {ca} {TASKS}")
-        return made[impl]
+    def make(impl: str) -> Client:
+        client = Client(impl)
+        client.command(f"redis {redis_port} {TASKS}")
+        client.command(f"https {https_port} {ca} {TASKS}")
+        return client
 
-    yield get
-    for client in made.values():
-        client.close()
+    yield from clients_per_impl(make)
 
 
 # The implementations take turns round by round (impl varies fastest), so
@@ -128,4 +103,5 @@ def test_net(benchmark, clients, kind: str, rnd: int, impl: str) -> None:
     answers: list[str] = []
     benchmark.pedantic(lambda: answers.append(client.command(f"run {kind} {per_task}")),
                        rounds=1, iterations=1)
-    assert answers == [f"ok {ops}\n"], answers
+    assert len(answers) == 1 and answers[0].split()[:2] == ["ok", str(ops)], answers
+    record_cpu(benchmark, float(answers[0].split()[2]), ops)

@@ -6,7 +6,9 @@ over a socketpair (no monkey patching: each library's own ssl module).
 
 ``tls_pingpong_1B``: round trips of one byte through an echo task (one TLS
 record each way); ``tls_stream_64KiB``: 64 KiB writes read by another task
-(time per 64 KiB).  Besides fastco (with each backend) and gevent, the entry
+(time per 64 KiB).  The implementations take turns round by round (each
+entry is the median of a few runs); bench/report.py takes the median of
+each one's entries.  Besides fastco (with each backend) and gevent, the entry
 ``fastco-memorybio`` is the design fastco.ssl did not take, measured for the
 record: TLS in ``ssl.SSLObject`` over ``MemoryBIO``s, the bytes moved by the
 cooperative socket's own recv/sendall (an extra copy each way, no failed
@@ -30,6 +32,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 import realservers  # noqa: E402  (tests/realservers.py: the certificates the tests use)
 
 IMPLS = [*FASTCO_IMPLS, "fastco-memorybio", "gevent"]
+#: entries per implementation (a smoke run does one), and timed runs per entry
+ROUNDS = 10
+RUNS = 5
 
 
 class _BioTLS:
@@ -80,10 +85,10 @@ def certs(tmp_path_factory):
     return realservers.make_tls_certs(tmp_path_factory.mktemp("tls"))
 
 
-@pytest.fixture(params=IMPLS)
+@pytest.fixture
 def impl(request, certs) -> SimpleNamespace:
     """spawn, and pair(): a (client, server) TLS connection over a socketpair."""
-    name = request.param
+    name = request.node.callspec.params["impl_name"]
     if name == "gevent":
         lib = pytest.importorskip("gevent")
         import gevent.socket as gsocket
@@ -112,8 +117,21 @@ def impl(request, certs) -> SimpleNamespace:
     return SimpleNamespace(name=name, spawn=lib.spawn, pair=pair)
 
 
+def measure(benchmark, rnd: int, run) -> None:
+    """One entry: the median of RUNS timed runs (one in a smoke run)."""
+    if benchmark.disabled and rnd > 0:
+        pytest.skip("smoke run (--benchmark-disable): one round")
+    benchmark.extra_info["round"] = rnd
+    benchmark.pedantic(run, rounds=RUNS, iterations=1, warmup_rounds=1)
+
+
+rounds_and_impls = pytest.mark.parametrize(
+    ("rnd", "impl_name"), [(r, i) for r in range(ROUNDS) for i in IMPLS])
+
+
+@rounds_and_impls
 @pytest.mark.benchmark(group="tls_pingpong_1B")
-def test_tls_pingpong_1b(benchmark, impl) -> None:
+def test_tls_pingpong_1b(benchmark, impl, rnd: int, impl_name: str) -> None:
     """500 round trips of 1 byte through an echo task, over TLS."""
     n = 500
     benchmark.extra_info.update(ops=n, impl=impl.name)
@@ -130,13 +148,14 @@ def test_tls_pingpong_1b(benchmark, impl) -> None:
             assert client.recv(100) == b"x"
         t.join()
 
-    benchmark(run)
+    measure(benchmark, rnd, run)
     client.close()
     server.close()
 
 
+@rounds_and_impls
 @pytest.mark.benchmark(group="tls_stream_64KiB")
-def test_tls_stream_64kib(benchmark, impl) -> None:
+def test_tls_stream_64kib(benchmark, impl, rnd: int, impl_name: str) -> None:
     """200 writes of 64 KiB, read by another task, over TLS."""
     n, chunk = 200, b"y" * 65536
     benchmark.extra_info.update(ops=n, impl=impl.name)
@@ -153,6 +172,6 @@ def test_tls_stream_64kib(benchmark, impl) -> None:
             client.sendall(chunk)
         t.join()
 
-    benchmark(run)
+    measure(benchmark, rnd, run)
     client.close()
     server.close()

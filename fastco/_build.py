@@ -65,6 +65,7 @@ SOURCES = [
     "csrc/pyglue/hubfd.c",     # its fd waits and polling
     "csrc/pyglue/hubtype.c",   # its Python types (fastco._native.HubCore)
     "csrc/pyglue/hubsock.c",   # its socket fast paths
+    "csrc/pyglue/hublock.c",   # the cooperative locks' fast paths
 ]
 _arch = _ARCH.get(platform.machine().lower())
 if _arch is not None:

@@ -16,8 +16,9 @@
 
 The locks work across OS threads too: each thread waits in its own hub, and a
 release from another thread wakes the waiter through its hub's thread-safe
-callback.  The state of a lock is a real ``_thread`` lock taken without
-blocking, so it is atomic under the GIL; a waiter registers, then tries once
+callback.  The state of a lock is a flag of its C base (csrc/pyglue/hublock.c,
+which also runs the uncontended acquire and release), changed with the GIL
+held, so atomically for every thread; a waiter registers, then tries once
 more before it sleeps, and a releaser releases, then wakes a registered
 waiter: no wake-up can be lost between the two.  A waiter that wakes finds
 the lock free or tries again (no hand-over: as with OS threads, a newcomer
@@ -37,11 +38,13 @@ from _thread import *  # noqa: F403
 from collections import deque as _deque
 from collections.abc import Callable
 from time import monotonic as _monotonic
-from types import TracebackType
 from typing import Any
 
 from fastco import _threadpool
 from fastco._greenlet import getcurrent as _getcurrent
+from fastco._native import LockBase as _LockBase
+from fastco._native import RLockBase as _RLockBase
+from fastco._native import lock_setup as _lock_setup
 from fastco.hub import TIMEOUT as _TIMEOUT
 from fastco.hub import _root
 from fastco.hub import _tls as _hub_tls
@@ -250,77 +253,59 @@ def _check_acquire_args(blocking: bool, timeout: float) -> None:
     lock.acquire(blocking, timeout)
 
 
-class LockType:
-    """A lock (``threading.Lock``) whose ``acquire`` suspends only the calling task."""
+class LockType(_LockBase):
+    """A lock (``threading.Lock``) whose ``acquire`` suspends only the calling task.
 
-    __slots__ = ("_block", "_waiters", "__weakref__")
+    ``acquire``, ``release``, ``__enter__``, ``__exit__`` and ``locked`` are
+    the C base's (csrc/pyglue/hublock.c): they run no Python frame while the
+    lock is free and nobody waits, and call the methods here otherwise."""
+
+    __slots__ = ()
     _yields = True   # a failed non-blocking acquire lets the other tasks run once
 
-    def __init__(self) -> None:
-        self._block = _real_allocate_lock()   # the state: taken without blocking
-        self._waiters: _deque[_Waiter] = _deque()
-
-    def acquire(self, blocking: bool = True, timeout: float = -1) -> bool:
-        """Take the lock, waiting (only this task) while another holds it;
-        False if ``blocking`` is false, or after ``timeout`` seconds."""
+    def _acquire_other(self, blocking: bool, timeout: float) -> bool:
+        # acquire() with a timeout (the C base takes the default one).
         if timeout != -1:
             _check_acquire_args(blocking, timeout)
-        if self._block.acquire(False):
+        if self._try():
             return True
         if not blocking or timeout == 0:
-            if self._yields:
-                _yield_after_failed_try()
-            return False
+            return self._failed_try()
         return self._acquire_slow(None if timeout == -1 else timeout)
 
-    def __enter__(self) -> bool:
-        if self._block.acquire(False):
-            return True
-        return self._acquire_slow(None)
+    def _failed_try(self) -> bool:
+        # A non-blocking acquire found the lock taken.
+        if self._yields:
+            _yield_after_failed_try()
+        return False
 
     def _acquire_slow(self, timeout: float | None) -> bool:
         return _wait_until(self._take, self._waiters, self._lost, timeout) is not _NOTHING
 
     def _take(self) -> Any:
-        return True if self._block.acquire(False) else _NOTHING
-
-    def release(self) -> None:
-        """Release the lock (whoever took it) and wake a waiter."""
-        self._block.release()
-        if self._waiters:
-            _wake_first(self._waiters)
-
-    def __exit__(self, typ: type[BaseException] | None, value: BaseException | None,
-                 tb: TracebackType | None) -> None:
-        self._block.release()
-        if self._waiters:
-            _wake_first(self._waiters)
+        return True if self._try() else _NOTHING
 
     def _lost(self, _value: object) -> None:
         # A waiter that was woken ended its wait otherwise: wake another.
-        if self._waiters and not self._block.locked():
+        if self._waiters and not self.locked():
             _wake_first(self._waiters)
-
-    def locked(self) -> bool:
-        """True while some task holds the lock."""
-        return self._block.locked()
 
     def _at_fork_reinit(self) -> None:
         """In a child after fork (threading, logging and concurrent.futures
         call it): unlocked, as the stdlib's.  Unlike OS threads, the tasks of
         the forking thread live on in the child: their waits stay, and one
         of them is woken to find the lock free."""
-        self._block = _real_allocate_lock()
+        self._reset()
         _keep_this_threads_waiters(self._waiters)
         if self._waiters:
             _wake_first(self._waiters)
 
-    acquire_lock = acquire
-    release_lock = release
-    locked_lock = locked
+    acquire_lock = _LockBase.acquire
+    release_lock = _LockBase.release
+    locked_lock = _LockBase.locked
 
     def __repr__(self) -> str:
-        state = "locked" if self._block.locked() else "unlocked"
+        state = "locked" if self.locked() else "unlocked"
         return f"<{state} {type(self).__module__}.{type(self).__qualname__} object " \
                f"at {id(self):#x}>"
 
@@ -343,53 +328,23 @@ def allocate_lock() -> LockType:
 
 
 allocate = lock = allocate_lock
+_lock_setup(_deque, _wake_first, LockType)
 
 
-class RLock:
-    """A re-entrant lock (``threading.RLock``) owned by the task that took it."""
+class RLock(_RLockBase):
+    """A re-entrant lock (``threading.RLock``) owned by the task that took it.
 
-    __slots__ = ("_block", "_owner", "_count", "__weakref__")
+    ``acquire``, ``release``, the context manager and ``_is_owned`` are the
+    C base's (csrc/pyglue/hublock.c), over a LockType (``_block``) whose
+    waits they use when another task holds it."""
 
-    def __init__(self) -> None:
-        self._block = LockType()
-        self._owner: Any = None   # the owning greenlet
-        self._count = 0
-
-    def acquire(self, blocking: bool = True, timeout: float = -1) -> bool:
-        """Take the lock, or once more if this task holds it."""
-        me = _getcurrent()
-        if self._owner is me:
-            self._count += 1
-            return True
-        if self._block.acquire(blocking, timeout):
-            self._owner = me
-            self._count = 1
-            return True
-        return False
-
-    __enter__ = acquire
-
-    def release(self) -> None:
-        """Release one level; the lock is free once every acquire was released."""
-        if self._owner is not _getcurrent():
-            raise RuntimeError("cannot release un-acquired lock")
-        self._count -= 1
-        if not self._count:
-            self._owner = None
-            self._block.release()
-
-    def __exit__(self, typ: type[BaseException] | None, value: BaseException | None,
-                 tb: TracebackType | None) -> None:
-        self.release()
+    __slots__ = ()
 
     def locked(self) -> bool:
         """True while some task holds the lock."""
         return self._block.locked()
 
     # For threading.Condition.
-    def _is_owned(self) -> bool:
-        return self._owner is _getcurrent()
-
     def _release_save(self) -> tuple[int, Any]:
         if not self._count:
             raise RuntimeError("cannot release un-acquired lock")

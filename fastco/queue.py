@@ -77,9 +77,8 @@ class Queue(_StdQueue):
             _check_timeout(timeout)
             return _StdQueue.put(self, item, block, timeout)
         mutex = self.mutex
-        lock = mutex._block
         while True:
-            if not lock.acquire(False):
+            if not mutex._try():
                 mutex._acquire_slow(None)
             try:
                 if self.is_shutdown:
@@ -98,9 +97,7 @@ class Queue(_StdQueue):
                     raise Full
                 rec = _enlist(self.not_full._waiters, self.not_full._pass_on)
             finally:
-                lock.release()
-                if mutex._waiters:
-                    _wake_first(mutex._waiters)
+                mutex.release()
             _wait(rec, None)
 
     def get(self, block: bool = True, timeout: float | None = None) -> Any:
@@ -109,9 +106,8 @@ class Queue(_StdQueue):
             _check_timeout(timeout)
             return _StdQueue.get(self, block, timeout)
         mutex = self.mutex
-        lock = mutex._block
         while True:
-            if not lock.acquire(False):
+            if not mutex._try():
                 mutex._acquire_slow(None)
             try:
                 if self._plain:
@@ -133,9 +129,7 @@ class Queue(_StdQueue):
                     raise Empty
                 rec = _enlist(self.not_empty._waiters, self.not_empty._pass_on)
             finally:
-                lock.release()
-                if mutex._waiters:
-                    _wake_first(mutex._waiters)
+                mutex.release()
             _wait(rec, None)
 
 

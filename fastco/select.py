@@ -75,16 +75,18 @@ def _wait(masks: dict[int, int], deadline: float | None) -> bool:
     return get_hub().wait_fds(rfds, wfds, remaining) is not TIMEOUT
 
 
-def _poll_until(masks: dict[int, int], timeout: float | None) -> list[tuple[int, int]]:
+def _poll_until(masks: dict[int, int], timeout: float | None,
+                now: Any = None) -> list[tuple[int, int]]:
     """The (fd, events) of ``masks`` that are ready, waiting in the hub for
-    some up to ``timeout`` seconds (None: forever, 0: not at all)."""
+    some up to ``timeout`` seconds (None: forever, 0: not at all).  ``now``
+    is a stdlib poll object registered with ``masks``, if there is one."""
     deadline = None if timeout is None else monotonic() + timeout
     while True:
-        events = _poll_now(masks)
+        events = now.poll(0) if now is not None else _poll_now(masks)
         if events or timeout == 0:
             return events
         if not _wait(masks, deadline):
-            return _poll_now(masks)
+            return now.poll(0) if now is not None else _poll_now(masks)
 
 
 def select(rlist: Any, wlist: Any, xlist: Any, timeout: float | None = None,
@@ -113,30 +115,42 @@ def select(rlist: Any, wlist: Any, xlist: Any, timeout: float | None = None,
 
 
 class poll:  # noqa: N801 - the stdlib's name
-    """select.poll that blocks only the current greenlet."""
+    """select.poll that blocks only the current greenlet.
+
+    It keeps a stdlib poll object with the same registrations, which checks
+    the arguments as the stdlib's and answers a zero timeout by itself: the
+    common use (urllib3 asks whether a pooled connection was dropped before
+    each request) costs what the stdlib's does."""
 
     def __init__(self) -> None:
+        self._poll = _std_poll()
         self._masks: dict[int, int] = {}
 
+    # The stdlib object checks fd first (an int >= 0, or an object whose
+    # fileno() gives one), so fileno() is safe to call after it.
+
     def register(self, fd: Any, eventmask: int = POLLIN | POLLPRI | POLLOUT) -> None:
-        self._masks[_fd(fd)] = eventmask
+        self._poll.register(fd, eventmask)
+        self._masks[fd if isinstance(fd, int) else fd.fileno()] = eventmask
 
     def modify(self, fd: Any, eventmask: int) -> None:
-        fd = _fd(fd)
-        if fd not in self._masks:
-            raise FileNotFoundError(errno.ENOENT, "No such file or directory")
-        self._masks[fd] = eventmask
+        self._poll.modify(fd, eventmask)
+        self._masks[fd if isinstance(fd, int) else fd.fileno()] = eventmask
 
     def unregister(self, fd: Any) -> None:
-        del self._masks[_fd(fd)]
+        self._poll.unregister(fd)
+        del self._masks[fd if isinstance(fd, int) else fd.fileno()]
 
     def poll(self, timeout: float | None = None) -> list[tuple[int, int]]:
         """Like select.poll().poll: ``timeout`` in milliseconds, None or negative: forever."""
+        if timeout == 0:
+            return self._poll.poll(0)
         if timeout is not None:
             timeout = float(timeout)
             if timeout < 0:
                 timeout = None
-        return _poll_until(self._masks, None if timeout is None else timeout / 1000.0)
+        return _poll_until(self._masks, None if timeout is None else timeout / 1000.0,
+                           self._poll)
 
 
 class FastcoSelector(_selectors._BaseSelectorImpl):  # type: ignore[name-defined]

@@ -99,18 +99,9 @@ class socket(_ss):
 
     # -- timeouts ------------------------------------------------------
 
-    def settimeout(self, value: float | None) -> None:
-        """None: blocking (cooperatively); 0: non-blocking; t > 0: timeout in seconds."""
-        if value is not None:
-            if not isinstance(value, (int, float)):
-                raise TypeError("Timeout value must be int, float or None")
-            value = float(value)
-            if not value >= 0.0:
-                raise ValueError("Timeout value out of range")
-        self._timeout = value
-
-    def gettimeout(self) -> float | None:
-        return self._timeout
+    # settimeout(value) (None: blocking, cooperatively; 0: non-blocking; t >
+    # 0: a timeout in seconds) and gettimeout() are in C too, installed below:
+    # clients set a timeout around each read (redis-py twice per command).
 
     def setblocking(self, flag: bool) -> None:
         self._timeout = None if flag else 0.0
@@ -277,7 +268,8 @@ class socket(_ss):
 
 
 # recv(bufsize[, flags]), recv_into(buffer[, nbytes[, flags]]), send(data[,
-# flags]), sendall(data[, flags]) and _accept_nonblocking(), in C.
+# flags]), sendall(data[, flags]), settimeout(value), gettimeout() and
+# _accept_nonblocking(), in C.
 _sock_install(socket)
 
 SocketType = _socket.socket

@@ -125,7 +125,9 @@ class SSLSocket(_std.SSLSocket, _cosocket.socket):
     def read(self, len: int = 1024, buffer: Any = None) -> Any:
         """Read up to ``len`` bytes (into ``buffer`` if given: then the count);
         b'' (0) at the end of the stream."""
-        sslobj = self._sslobj_or_raise("Read")
+        sslobj = self._sslobj
+        if sslobj is None:
+            raise ValueError("Read on closed or unwrapped SSL socket.")
         deadline = None
         while True:
             try:
@@ -147,9 +149,19 @@ class SSLSocket(_std.SSLSocket, _cosocket.socket):
             deadline = self._ssl_wait(event, deadline, "read")
             sslobj = self._sslobj_or_raise("Read")
 
+    def recv_into(self, buffer: Any, nbytes: int | None = None, flags: int = 0) -> int:
+        """As the stdlib's (what SocketIO.readinto, so makefile, calls), one
+        frame shorter: a size of 0 makes _ssl fill what the buffer holds,
+        which the stdlib's works out with a memoryview first."""
+        if self._sslobj is None or flags or buffer is None:
+            return _std.SSLSocket.recv_into(self, buffer, nbytes, flags)
+        return self.read(nbytes or 0, buffer)
+
     def write(self, data: Any) -> int:
         """Write all of ``data`` (at most 1 GiB) to the TLS channel; returns its length."""
-        sslobj = self._sslobj_or_raise("Write")
+        sslobj = self._sslobj
+        if sslobj is None:
+            raise ValueError("Write on closed or unwrapped SSL socket.")
         deadline = None
         while True:
             try:
@@ -178,6 +190,9 @@ class SSLSocket(_std.SSLSocket, _cosocket.socket):
         if flags != 0:
             raise ValueError(
                 f"non-zero flags not allowed in calls to sendall() on {self.__class__}")
+        if type(data) is bytes and len(data) <= _MAX_WRITE:
+            self.write(data)     # the usual case: no views to make
+            return None
         with memoryview(data) as view, view.cast("B") as bytes_view:
             if len(bytes_view) <= _MAX_WRITE:
                 self.write(bytes_view)

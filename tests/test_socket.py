@@ -92,6 +92,10 @@ def test_recv_timeout_and_settimeout_validation() -> None:
             a.settimeout(-1)
         with pytest.raises(TypeError):
             a.settimeout("1")
+        with pytest.raises(ValueError):
+            a.settimeout(float("nan"))
+        a.settimeout(3)      # kept as a float, as the stdlib's
+        assert a.gettimeout() == 3.0 and type(a.gettimeout()) is float
         a.settimeout(0)  # non-blocking: the stdlib's behaviour
         with pytest.raises(BlockingIOError):
             a.recv(10)

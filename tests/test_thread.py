@@ -114,6 +114,41 @@ def test_a_deadlock_in_the_main_greenlet_raises_loopexit_in_a_subprocess() -> No
     assert proc.stdout.startswith("LoopExit"), proc.stdout + proc.stderr
 
 
+def test_lock_arguments_by_keyword_and_bad_ones() -> None:
+    # acquire/release run in C (csrc/pyglue/hublock.c) when nobody waits:
+    # the keyword forms and the errors are those of the Python side's.
+    lock = _thread.LockType()
+    assert lock.acquire(blocking=True, timeout=-1) is True
+    assert lock.acquire(timeout=-1.0, blocking=False) is False
+    assert lock.acquire(False, -1) is False and lock.locked_lock()
+    lock.release_lock()
+    assert lock.acquire_lock(True, 5.0) is True
+    lock.__exit__(None, None, None)
+    for args, kwargs in [((True, -1, 3), {}), ((), {"wait": True}),
+                         ((True,), {"blocking": True})]:
+        with pytest.raises(TypeError):
+            lock.acquire(*args, **kwargs)
+    with pytest.raises(TypeError, match="takes no arguments"):
+        _thread.LockType(1)
+    assert not lock.locked() and not lock._waiters
+
+
+def test_locks_in_reference_cycles_are_collected() -> None:
+    # The C bases hold their waiters (records that hold tasks), an RLock its
+    # LockType and owner: they take part in the cycle collection.
+    import weakref
+    refs = []
+    for _ in range(50):
+        lock, rlock = _thread.LockType(), _thread.RLock()
+        lock._waiters.append([lock])          # lock -> its waiters -> lock
+        rlock._owner = [rlock]                # rlock -> its owner -> rlock
+        rlock._block._waiters.append([rlock])
+        refs += [weakref.ref(lock), weakref.ref(rlock)]
+        del lock, rlock
+    gc.collect()
+    assert not [r() for r in refs if r() is not None]
+
+
 # -- RLock -------------------------------------------------------------------
 
 def test_rlock_is_reentrant_and_owned_by_one_task() -> None:
@@ -138,6 +173,33 @@ def test_rlock_is_reentrant_and_owned_by_one_task() -> None:
     assert r.acquire(timeout=5) and r._is_owned()
     r.release()
     t.join()
+
+
+def test_rlock_arguments_subclasses_and_a_holder_in_another_task() -> None:
+    class Named(_thread.RLock):
+        def __init__(self, name: str) -> None:
+            self.name = name
+
+    r = Named("pool")
+    assert r.name == "pool"
+    assert r.acquire(blocking=True) and r.acquire(True, -1) and r.acquire(timeout=1)
+    assert r._recursion_count() == 3
+    for _ in range(3):
+        r.__exit__(None, None, None)
+    assert not r.locked() and r._owner is None
+    with pytest.raises(TypeError):
+        r.acquire(True, -1, 0)
+    with pytest.raises(TypeError, match="takes no arguments"):
+        _thread.RLock(1)
+    holder = fastco.spawn(lambda: (r.acquire(), fastco.sleep(0.05), r.release()))
+    fastco.sleep(0)
+    assert r.acquire(blocking=False) is False and r.acquire(timeout=0.001) is False
+    with pytest.raises(RuntimeError, match="un-acquired"):
+        r.release()
+    assert r.acquire() and r._is_owned()    # waits for the holder
+    r.release()
+    holder.join()
+    assert not r._block._waiters
 
 
 # -- OS threads --------------------------------------------------------------

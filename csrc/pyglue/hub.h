@@ -31,4 +31,9 @@ int fh_wait_fd(FhCore *core, int fd, unsigned int event, double timeout,
 /* The socket fast paths (hubsock.c), registered by fc_hub_module_init. */
 extern PyMethodDef fh_sock_methods[];
 
+/* The cooperative locks' C paths (hublock.c): their types and functions,
+ * registered by fc_hub_module_init. */
+int fh_lock_types_init(PyObject *module);
+extern PyMethodDef fh_lock_functions[];
+
 #endif /* FASTCO_HUB_H */

@@ -605,6 +605,42 @@ static PyObject *m_accept(PyObject *self, PyObject *unused)
     return do_accept(&c);
 }
 
+/* settimeout(value): None (blocking), 0 (non-blocking) or seconds > 0; the
+ * OS socket stays non-blocking (the timeout is the class's slot). */
+static PyObject *m_settimeout(PyObject *self, PyObject *value)
+{
+    PyObject **slot = (PyObject **)((char *)self + off_timeout);
+    if (value != Py_None) {
+        double t;
+        if (!PyLong_Check(value) && !PyFloat_Check(value)) {
+            PyErr_SetString(PyExc_TypeError, "Timeout value must be int, float or None");
+            return NULL;
+        }
+        t = PyFloat_AsDouble(value);
+        if (t == -1.0 && PyErr_Occurred())
+            return NULL;
+        if (!(t >= 0.0)) {
+            PyErr_SetString(PyExc_ValueError, "Timeout value out of range");
+            return NULL;
+        }
+        value = PyFloat_CheckExact(value) ? Py_NewRef(value) : PyFloat_FromDouble(t);
+        if (value == NULL)
+            return NULL;
+    } else {
+        Py_INCREF(value);
+    }
+    Py_XSETREF(*slot, value);
+    Py_RETURN_NONE;
+}
+
+/* gettimeout() */
+static PyObject *m_gettimeout(PyObject *self, PyObject *unused)
+{
+    PyObject *t = *(PyObject **)((char *)self + off_timeout);
+    (void)unused;
+    return Py_NewRef(t != NULL ? t : Py_None);
+}
+
 static PyMethodDef sock_methods[] = {
     {"recv", (PyCFunction)(void (*)(void))m_recv, METH_FASTCALL,
      "recv(bufsize[, flags]) -> data\n\n"
@@ -620,6 +656,12 @@ static PyMethodDef sock_methods[] = {
      "sendall(data[, flags])\n\n"
      "Send all of data, waiting while the socket is full; the timeout covers the\n"
      "whole call."},
+    {"settimeout", (PyCFunction)m_settimeout, METH_O,
+     "settimeout(timeout)\n\n"
+     "None: blocking (only this greenlet waits); 0: non-blocking; t > 0: a\n"
+     "timeout of t seconds (socket.timeout) on each blocking call."},
+    {"gettimeout", (PyCFunction)m_gettimeout, METH_NOARGS,
+     "gettimeout() -> timeout\n\nThe timeout in seconds (float), or None."},
     {"_accept_nonblocking", (PyCFunction)m_accept, METH_NOARGS,
      "_accept_nonblocking() -> (fd, address)\n\n"
      "accept4 (non-blocking, close-on-exec), waiting while nobody connects."},
@@ -677,7 +719,8 @@ static PyObject *sock_install(PyObject *module, PyObject *arg)
 PyMethodDef fh_sock_methods[] = {
     {"sock_install", (PyCFunction)sock_install, METH_O,
      "sock_install(cls)\n--\n\n"
-     "Install recv, recv_into, send, sendall and _accept_nonblocking, in C, on cls\n"
+     "Install recv, recv_into, send, sendall, settimeout, gettimeout and\n"
+     "_accept_nonblocking, in C, on cls\n"
      "(fastco.socket.socket: slots _timeout and _serial)."},
     {NULL, NULL, 0, NULL}
 };

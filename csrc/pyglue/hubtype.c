@@ -882,7 +882,8 @@ int fc_hub_module_init(PyObject *module)
     if (PyModule_AddObjectRef(module, "HubCore", (PyObject *)&FhCore_Type) < 0
         || PyModule_AddObjectRef(module, "HubTimer", (PyObject *)&FhTimer_Type) < 0)
         return -1;
-    if (add_functions(module, hub_functions) < 0 || add_functions(module, fh_sock_methods) < 0)
+    if (add_functions(module, hub_functions) < 0 || add_functions(module, fh_sock_methods) < 0
+        || fh_lock_types_init(module) < 0 || add_functions(module, fh_lock_functions) < 0)
         return -1;
     return 0;
 }
