@@ -344,6 +344,11 @@ class RLock(_RLockBase):
         """True while some task holds the lock."""
         return self._block.locked()
 
+    def _check_args(self, blocking: bool, timeout: float) -> None:
+        # acquire() with a timeout by the task that holds it (the C base
+        # counts one more level): the stdlib checks the arguments all the same.
+        _check_acquire_args(blocking, timeout)
+
     # For threading.Condition.
     def _release_save(self) -> tuple[int, Any]:
         if not self._count:

@@ -171,6 +171,15 @@ def test_rlock_is_reentrant_and_owned_by_one_task() -> None:
     fastco.sleep(0)
     assert not r._is_owned() and r.locked()
     assert r.acquire(timeout=5) and r._is_owned()
+    real = std_thread.RLock()
+    real.acquire()
+    for bad in [(False, 1), (True, -2), (True, "x")]:   # owned: checked all the same
+        with pytest.raises(Exception) as ours:
+            r.acquire(*bad)
+        with pytest.raises(Exception) as theirs:
+            real.acquire(*bad)
+        assert (type(ours.value), str(ours.value)) == (type(theirs.value), str(theirs.value))
+    assert r._recursion_count() == 1
     r.release()
     t.join()
 

@@ -47,6 +47,7 @@ static PyObject *deque_type;     /* collections.deque */
 static PyObject *wake_first;     /* _wake_first(waiters) */
 static PyObject *lock_class;     /* LockType: what an RLock's _block is */
 static PyObject *str_acquire, *str_acquire_slow, *str_acquire_other, *str_failed_try;
+static PyObject *str_check_args;
 
 /* ------------------------------------------------------------------------
  * LockBase
@@ -366,6 +367,24 @@ static PyObject *rlock_owned(FhRLock *self)
 }
 
 /* acquire(blocking=True, timeout=-1) */
+/* The checks of acquire()'s arguments for a task that holds the RLock
+ * already (it takes one more level, whatever they ask): a timeout is
+ * checked by the Python side's _check_args (the stdlib lock's own checks
+ * and messages).  Returns 0, or -1 with the stdlib's exception. */
+static int owner_check_args(FhRLock *self, PyObject *const *args, Py_ssize_t nargs,
+                            PyObject *kwnames)
+{
+    PyObject *v[2], *r;
+    if (parse_two("acquire", acquire_names, args, nargs, kwnames, v) < 0)
+        return -1;
+    if (timeout_is_default(v[1]))
+        return v[0] != NULL && PyObject_IsTrue(v[0]) < 0 ? -1 : 0;
+    PyObject *call[3] = {(PyObject *)self, v[0] != NULL ? v[0] : Py_True, v[1]};
+    r = PyObject_VectorcallMethod(str_check_args, call, 3, NULL);
+    Py_XDECREF(r);
+    return r != NULL ? 0 : -1;
+}
+
 static PyObject *rlock_acquire(FhRLock *self, PyObject *const *args, Py_ssize_t nargs,
                                PyObject *kwnames)
 {
@@ -376,6 +395,10 @@ static PyObject *rlock_acquire(FhRLock *self, PyObject *const *args, Py_ssize_t 
     if (me == NULL)
         return NULL;
     if (self->owner == me) {
+        /* One more level, once the arguments pass the stdlib's checks,
+         * which apply whoever holds the lock. */
+        if (n > 0 && owner_check_args(self, args, nargs, kwnames) < 0)
+            return NULL;
         self->count++;
         Py_RETURN_TRUE;
     }
@@ -532,8 +555,9 @@ int fh_lock_types_init(PyObject *module)
     str_acquire_slow = PyUnicode_InternFromString("_acquire_slow");
     str_acquire_other = PyUnicode_InternFromString("_acquire_other");
     str_failed_try = PyUnicode_InternFromString("_failed_try");
+    str_check_args = PyUnicode_InternFromString("_check_args");
     if (str_acquire == NULL || str_acquire_slow == NULL || str_acquire_other == NULL
-        || str_failed_try == NULL)
+        || str_failed_try == NULL || str_check_args == NULL)
         return -1;
     if (PyType_Ready(&FhLock_Type) < 0 || PyType_Ready(&FhRLock_Type) < 0)
         return -1;
