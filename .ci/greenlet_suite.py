@@ -352,7 +352,9 @@ def run_suite(python: str, impl: str, env: dict[str, str], src: Path, workdir: P
         while True:
             # Polled before reading: once it has exited, all it wrote is read.
             status = proc.poll()
-            lines = results_file.read_text(encoding="utf-8").splitlines()
+            # Whole lines only: a read may catch the child halfway through a write,
+            # and a child that dies in one leaves a fragment.
+            lines = results_file.read_text(encoding="utf-8").split("\n")[:-1]
             for line in lines[seen:]:
                 event = json.loads(line)
                 if event["event"] == "start":
