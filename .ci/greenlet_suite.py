@@ -100,9 +100,30 @@ NOT_APPLICABLE: dict[str, str] = {
 }
 
 
-def is_not_applicable(test_id: str) -> str | None:
-    """The reason test_id is listed in NOT_APPLICABLE, or None."""
-    for prefix, reason in NOT_APPLICABLE.items():
+#: The same, for tests that apply only up to a CPython version: {(major, minor)
+#: from which on: {prefix: reason}}.
+NOT_APPLICABLE_FROM: dict[tuple[int, int], dict[str, str]] = {
+    # fastco's deliberate difference on 3.15 (README, "Where fastco differs from
+    # greenlet"): a suspended greenlet that only a reference cycle keeps stays alive.
+    (3, 15): {
+        "test_gc.TestGC.test_finalizer_crash":
+            "expects the collector to free a suspended greenlet kept only by a cycle "
+            "(greenlet 3.5 does so on 3.15, clearing its frames; on 3.10-3.14 it leaks "
+            "it, as fastco does on every version): fastco never collects a suspended "
+            "greenlet, whose finally blocks would not run",
+    },
+}
+
+
+def is_not_applicable(test_id: str, py_version: str) -> str | None:
+    """The reason test_id is listed in NOT_APPLICABLE (or NOT_APPLICABLE_FROM for
+    CPython py_version, "3.15.2"), or None."""
+    version = tuple(int(x) for x in py_version.split(".")[:2])
+    listed = dict(NOT_APPLICABLE)
+    for since, tests in NOT_APPLICABLE_FROM.items():
+        if version >= since:
+            listed.update(tests)
+    for prefix, reason in listed.items():
         if test_id == prefix or test_id.startswith(prefix + "."):
             return reason
     return None
@@ -465,7 +486,7 @@ def main() -> int:
     py_version, ids = list_tests(args.python, env, src)
     if args.tests:
         ids = [i for i in ids if any(i == t or i.startswith(t + ".") for t in args.tests)]
-    na = {} if args.all else {i: r for i in ids if (r := is_not_applicable(i))}
+    na = {} if args.all else {i: r for i in ids if (r := is_not_applicable(i, py_version))}
     to_run = [i for i in ids if i not in na]
     log_path = workdir / f"log-{args.impl}.txt"
     with open(log_path, "w", encoding="utf-8") as log:
