@@ -11,15 +11,7 @@
  * a slot returning NULL without an exception comes back as NULL too.
  */
 #define PY_SSIZE_T_CLEAN
-#include <Python.h>
-
-/* greenlet.h's object, for sizeof: what a subclass's fields follow. */
-typedef struct {
-    PyObject_HEAD
-    PyObject *weakreflist;
-    PyObject *dict;
-    void *pimpl;
-} PyGreenlet;
+#include "greenlet_abi.h"   /* PyGreenlet, for sizeof: what a subclass's fields follow */
 
 typedef PyGreenlet *(*new_fn)(PyObject *run, PyGreenlet *parent);
 typedef PyGreenlet *(*getcurrent_fn)(void);

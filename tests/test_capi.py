@@ -25,7 +25,8 @@ PROBE = Path(__file__).resolve().parent / "capi_probe.c"
 @pytest.fixture(scope="module")
 def probe(tmp_path_factory) -> ModuleType:
     """The probe extension, loaded, its table read from fastco's capsule."""
-    out = build_c_extension(PROBE, tmp_path_factory.mktemp("capi"), "capi_probe")
+    out = build_c_extension(PROBE, tmp_path_factory.mktemp("capi"), "capi_probe",
+                            include=(PROBE.parent,))
     spec = importlib.util.spec_from_file_location("capi_probe", out)
     assert spec is not None and spec.loader is not None
     mod = importlib.util.module_from_spec(spec)
@@ -226,7 +227,7 @@ def test_capsule_import_as_greenlet(tmp_path) -> None:
     """With FASTCO_AS_GREENLET=1, PyCapsule_Import("greenlet._C_API") finds
     fastco's table (through the provider module), and GetCurrent during
     finalization is NULL with greenlet's RuntimeError."""
-    out = build_c_extension(PROBE, tmp_path, "capi_probe")
+    out = build_c_extension(PROBE, tmp_path, "capi_probe", include=(PROBE.parent,))
     code = textwrap.dedent(f"""
         import importlib.util, sys, greenlet, fastco
         spec = importlib.util.spec_from_file_location("capi_probe", {str(out)!r})

@@ -1,7 +1,7 @@
 """A Cython cdef subclass of greenlet.greenlet, with fields of its own, on
 fastco serving as greenlet: what gevent's compiled Greenlet and Hub are.
 
-The subclass (tests/cython/greenlet_sub.pyx) is compiled here, against
+The subclass (tests/greenlet_sub.pyx) is compiled here, against
 greenlet's object layout, and used in a fresh interpreter with
 FASTCO_AS_GREENLET=1 and RuntimeWarnings as errors (Cython warns, as a
 RuntimeWarning, when the base type's size is not the one it was compiled
@@ -20,7 +20,7 @@ import pytest
 
 from conftest import build_c_extension
 
-HERE = Path(__file__).resolve().parent / "cython"
+HERE = Path(__file__).resolve().parent
 
 
 @pytest.fixture(scope="module")
@@ -46,6 +46,20 @@ def run_with_sub(built: Path, body: str) -> list[str]:
         from greenlet_sub import Sub
         assert greenlet.greenlet is fastco.greenlet
         main = greenlet.getcurrent()
+
+        def suspended(g, at_end):
+            # g, started with a run that waits in main.switch() and hands
+            # itself to at_end in its finally.  (Its frame must not hold it
+            # across the switch: a suspended greenlet is a root, so such a
+            # self-reference would keep it, as with greenlet.)
+            def body():
+                try:
+                    main.switch()
+                finally:
+                    at_end(greenlet.getcurrent())
+            g.run = body
+            g.switch()
+            return g
     """).format(path=str(built)) + textwrap.dedent(body)
     proc = subprocess.run([sys.executable, "-W", "error::RuntimeWarning", "-c", code],
                           capture_output=True, text=True, timeout=120,
@@ -121,19 +135,11 @@ def test_suspended_subclass_is_a_root(built) -> None:
 
 def test_dropped_suspended_subclass_is_killed_with_its_fields_intact(built) -> None:
     """Dropping a suspended one throws GreenletExit into it (finally blocks
-    run) before the subclass's fields are cleared: the dying code reads them.
-    (Its frame must not hold it across the switch: a suspended greenlet is a
-    root, so such a self-reference would keep it, as with greenlet.)"""
+    run) before the subclass's fields are cleared: the dying code reads them."""
     out = run_with_sub(built, """
         seen = []
-        def body():
-            try:
-                main.switch()
-            finally:
-                me = greenlet.getcurrent()
-                seen.append((me.payload, me.counter, list(me.log)))
-        s = Sub(body, payload="precious"); s.counter = 7; s.log.append("l")
-        s.switch()
+        s = Sub(payload="precious"); s.counter = 7; s.log.append("l")
+        s = suspended(s, lambda me: seen.append((me.payload, me.counter, list(me.log))))
         del s
         print(seen)
     """)
@@ -145,13 +151,8 @@ def test_kill_resurrects_the_subclass_whole(built) -> None:
     with its fields (and the base's dict), and is freed later as usual."""
     out = run_with_sub(built, """
         keep = []
-        def body():
-            try:
-                main.switch()
-            finally:
-                keep.append(greenlet.getcurrent())
-        s = Sub(body, payload="precious"); s.counter = 7; s.note = "dict"
-        s.switch()
+        s = Sub(payload="precious"); s.counter = 7; s.note = "dict"
+        s = suspended(s, keep.append)
         del s
         g = keep[0]
         print(type(g).__name__, g.dead, g.payload, g.counter, g.note)
@@ -188,13 +189,7 @@ def test_python_subclass_of_the_cython_subclass(built) -> None:
             def __init__(self, run):
                 super().__init__(run, payload="py")
         seen = []
-        def body():
-            try:
-                main.switch()
-            finally:
-                me = greenlet.getcurrent()
-                seen.append((me.payload, me.__class__.__name__))
-        s = PySub(body); s.switch()
+        s = suspended(PySub(None), lambda me: seen.append((me.payload, type(me).__name__)))
         del s
         print(seen)
     """)
