@@ -1,45 +1,19 @@
 /*
- * greenlet.c - fastco's greenlet type: a coroutine on its own C stack with
- * greenlet's Python interface (switch, throw, parent, dead, run, ...).
+ * greenlet.c - fastco's greenlet type, the Python face of a coroutine:
+ * creation and its arguments, switch() and throw(), the attributes (run,
+ * parent, dead, gr_frame, gr_context, ...), the collector's hooks, and
+ * death: a suspended greenlet that is dropped is killed (tp_finalize).
  *
- * A switch, start to finish:
- *
- *   1. the caller packs what it sends into an fc_xfer and picks the target
- *      (the first live greenlet up the parent chain; a new one gets a stack);
- *   2. fc_switch_to saves the caller's interpreter state, makes the target
- *      current and switches C contexts (csrc/ctx.h): no syscall, no GIL
- *      release, nothing allocated;
- *   3. the target, back on its own stack, restores its interpreter state,
- *      releases the stack of a greenlet that just died, calls the trace
- *      function, and takes what was sent.
- *
- * Memory of a started greenlet's stack slot (see fastco.h for the slot):
- *
- *   lo + size  +------------------------------+
- *              | frame data root chunk (3.11+) |  grows up
- *   split  ->  +------------------------------+  FC_SPLIT bytes into a page
- *              | C stack                       |  grows down
- *              |   ...                         |
- *   lo     ->  +------------------------------+
- *              | guard page                    |
- *
- * The split sits inside a page so that a greenlet suspended a few calls
- * deep touches one page: the bottom of its frame data and the top of its
- * C stack share it.
+ * The object is greenlet's, field for field (glue.h); the coroutine it
+ * stands for, and the switch, are in coro.c.
  */
 #include "glue.h"
-#include "../ctx.h"
 
 #include <structmember.h>
 
-/* Bytes of the C stack in the page shared with the frame data chunk. */
-#define FC_SPLIT 3072
 /* Largest stack_size a greenlet may ask for (the smallest is the stack
  * allocator's, FASTCO_STACK_MIN_SIZE). */
 #define FC_MAX_STACK ((size_t)1 << 30)
-/* How much of a finished greenlet's stack, on each side of the split, may
- * stay resident in the stack cache (see trim_deep). */
-#define FC_HOT_KEEP ((size_t)64 << 10)
 
 /* C stack size of new greenlets that do not ask for one. */
 static size_t default_stack_size = FASTCO_STACK_DEFAULT_SIZE;
@@ -58,629 +32,6 @@ static size_t round_stack_size(size_t size)
 PyObject *FcExc_GreenletExit;
 PyObject *FcExc_Error;
 
-static PyObject *str_run, *str_switch, *str_throw;
-
-/* ------------------------------------------------------------------------
- * Small helpers
- */
-
-/* Whether `g` belongs to this thread (`ts`), so that a switch to it may
- * happen here.  Returns 0, or -1 with greenlet.error set, in greenlet's
- * words (its %R is each thread's main greenlet). */
-static int check_thread(FcGreenlet *g, fc_thread *ts)
-{
-    if (g->thread == ts)
-        return 0;
-    if (!g->thread->alive)
-        PyErr_SetString(FcExc_Error,
-                        "cannot switch to a different thread (which happens to have exited)");
-    else
-        PyErr_Format(FcExc_Error,
-                     "Cannot switch to a different thread\n\tCurrent:  %R\n\tExpected: %R",
-                     (PyObject *)ts->main, (PyObject *)g->thread->main);
-    return -1;
-}
-
-/* The greenlet a switch to `g` really goes to: `g`, or the first of its
- * ancestors that has not finished. */
-static FcGreenlet *live_target(FcGreenlet *g)
-{
-    while (g != NULL && g->state == FC_DEAD)
-        g = g->parent;
-    return g;
-}
-
-/* Bytes of stack slot a greenlet with `size` bytes of C stack asks for:
- * the C stack, its frame data chunk (3.11+), and a page to place the split
- * mid-page. */
-static size_t slot_request(size_t size)
-{
-    size_t chunk = fc_pystate_chunk_bytes(size);
-    return chunk == 0 ? size : size + chunk + fastco_page_size();
-}
-
-/* Where the C stack of a started greenlet ends and its frame data begins:
- * FC_SPLIT bytes into the page above its stack_size bytes of C stack. */
-static char *stack_split(FcGreenlet *g)
-{
-    char *lo = g->stack.lo;
-    if (fc_pystate_chunk_bytes(g->stack_size) == 0)
-        return lo + g->stack.size;
-    return lo + g->stack_size + FC_SPLIT;
-}
-
-/* The root frame data chunk of a started greenlet, or NULL (3.10). */
-static void *own_chunk(FcGreenlet *g)
-{
-    char *split = stack_split(g);
-    return split < (char *)g->stack.lo + g->stack.size ? split : NULL;
-}
-
-/* Gets a never-started greenlet of this thread ready to run: looks up the
- * callable it starts with (in *run, a new reference, for the switch to hand
- * to it: see after_switch) and gets its stack.  Runs in the switching
- * greenlet; on failure (-1, exception set) the switch fails there.
- *
- * Looking `run` up is Python code when a subclass defines run() or
- * __getattribute__: code that may start the greenlet itself (then 1 is
- * returned, and the caller switches to it as it is now, as greenlet does),
- * or give it a parent on another thread (an error, rechecked here). */
-static int prepare_start(FcGreenlet *g, fc_thread *ts, PyObject **run_out)
-{
-    PyObject *run;
-    int err;
-
-    run = PyObject_GetAttr((PyObject *)g, str_run);
-    if (run == NULL)
-        return -1;
-    if (g->state != FC_NEW) {
-        Py_DECREF(run);
-        return 1;
-    }
-    if (check_thread(g, ts) < 0) {
-        Py_DECREF(run);
-        return -1;
-    }
-    if (g->stack.lo == NULL) {
-        err = fastco_stack_get(&g->stack, slot_request(g->stack_size));
-        if (err != 0) {
-            Py_DECREF(run);
-            if (err == ENOMEM)
-                PyErr_NoMemory();
-            else
-                PyErr_SetString(PyExc_ValueError, "invalid stack size");
-            return -1;
-        }
-    }
-    *run_out = run;
-    return 0;
-}
-
-/* Replaces what a switch carries by the exception set (the switch failed,
- * and this failure travels on instead). */
-static void xfer_set_error(fc_xfer *x)
-{
-    fc_xfer_clear(x);
-    x->kind = FC_XFER_EXC;
-    PyErr_Fetch(&x->a, &x->b, &x->c);
-}
-
-/* Converts what a switch carried into the value switch() returns, the
- * greenlet way: () for nothing, the object for one, a tuple for several,
- * the kwargs dict, or (args, kwargs).  Consumes `x`. */
-static PyObject *xfer_result(fc_xfer *x)
-{
-    PyObject *r = NULL;
-    switch (x->kind) {
-    case FC_XFER_VALUE:
-        r = x->a;
-        x->a = NULL;
-        break;
-    case FC_XFER_ARGS: {
-        PyObject *args = x->a, *kwargs = x->b;
-        if (kwargs == NULL || PyDict_GET_SIZE(kwargs) == 0) {
-            if (PyTuple_GET_SIZE(args) == 1) {
-                r = PyTuple_GET_ITEM(args, 0);
-                Py_INCREF(r);
-            } else {
-                r = args;
-                x->a = NULL;
-            }
-        } else if (PyTuple_GET_SIZE(args) == 0) {
-            r = kwargs;
-            x->b = NULL;
-        } else {
-            r = PyTuple_Pack(2, args, kwargs);
-        }
-        break;
-    }
-    case FC_XFER_EXC:
-        PyErr_Restore(x->a, x->b, x->c);
-        x->a = x->b = x->c = NULL;
-        break;
-    default:
-        PyErr_SetString(FcExc_Error, "switch carried nothing (internal error)");
-        break;
-    }
-    fc_xfer_clear(x);
-    return r;
-}
-
-/* ------------------------------------------------------------------------
- * The switch
- */
-
-/* Whether the page at `p` was ever written: a page never touched (or given
- * back) reads as zeros, one a stack ran through holds frames. */
-static int page_used(const char *p)
-{
-    const volatile uintptr_t *w = (const volatile uintptr_t *)p;
-    size_t n = fastco_page_size() / sizeof(*w);
-    for (size_t i = 0; i < n; i += n / 8)
-        if (w[i] != 0)
-            return 1;
-    return 0;
-}
-
-/* A finished greenlet's stack goes to the cache of warm stacks; if it ran
- * deeper than FC_HOT_KEEP bytes from the split (C stack below, frame data
- * above), the deep pages go back to the kernel first, so that a cached
- * stack holds a few pages, not what its deepest moment needed. */
-static void trim_deep(FcGreenlet *g)
-{
-    uintptr_t page = fastco_page_size();
-    char *lo = g->stack.lo, *hi = lo + g->stack.size, *split = stack_split(g);
-    char *keep_lo = (char *)(((uintptr_t)split - FC_HOT_KEEP) & ~(page - 1));
-    char *keep_hi = (char *)(((uintptr_t)split + FC_HOT_KEEP + page - 1) & ~(page - 1));
-
-    if (keep_lo - page > lo && page_used(keep_lo - page))
-        fastco_stack_discard(&g->stack, lo, keep_lo);
-    if (keep_hi + page < hi && page_used(keep_hi))
-        fastco_stack_discard(&g->stack, keep_hi, hi);
-}
-
-/* Release the stack of a finished greenlet.  (Its final context stays, as
- * its gr_context, as in greenlet.) */
-static void release_dead(fc_thread *ts)
-{
-    FcGreenlet *g = ts->dying;
-    ts->dying = NULL;
-    fastco_ctx_retire(&g->ctx);
-    trim_deep(g);
-    fastco_stack_put(&g->stack);
-    Py_DECREF(g);
-}
-
-/* Reports a switch to the trace function of fastco.settrace, if any, as
- * greenlet does: event "switch" or "throw", args (origin, target).  The
- * call is made with tracing off, so that sys.settrace does not see it.  A
- * failing trace function is removed.  Returns 0, or -1 with an exception. */
-static int call_trace(fc_thread *ts, int kind, FcGreenlet *origin, FcGreenlet *target)
-{
-    PyObject *trace = ts->trace, *res;
-    if (trace == NULL)
-        return 0;
-    Py_INCREF(trace);
-    fc_tracing_enter(ts->tstate);
-    res = PyObject_CallFunction(trace, "O(OO)",
-                                kind == FC_XFER_EXC ? str_throw : str_switch,
-                                (PyObject *)origin, (PyObject *)target);
-    fc_tracing_leave(ts->tstate);
-    Py_DECREF(trace);
-    if (res == NULL) {
-        Py_CLEAR(ts->trace);
-        return -1;
-    }
-    Py_DECREF(res);
-    return 0;
-}
-
-/* First thing a greenlet does when it gets control: take what was sent,
- * finish the switch's bookkeeping, and report it to the trace function.
- * A greenlet that starts gets `start_run`, the callable prepare_start
- * looked up, in place of the one it was given: dropping that one may run
- * Python code (a __del__), and does so here, in the new greenlet, as in
- * greenlet.  Returns 0 with the transfer in *x, or -1 with an exception set
- * (the trace function failed; the transfer is dropped, as greenlet does). */
-static int after_switch(fc_thread *ts, FcGreenlet *self, fc_xfer *x, PyObject *start_run)
-{
-    FcGreenlet *origin = ts->origin;
-    int rc = 0;
-
-    *x = ts->xfer;
-    ts->xfer.kind = FC_XFER_NONE;
-    ts->xfer.a = ts->xfer.b = ts->xfer.c = NULL;
-    ts->origin = NULL;
-    if (ts->dying != NULL)
-        release_dead(ts);
-    if (start_run != NULL)
-        Py_XSETREF(self->run, start_run);
-    if (origin != NULL && call_trace(ts, x->kind, origin, self) < 0) {
-        fc_xfer_clear(x);
-        rc = -1;
-    }
-    Py_XDECREF(origin);
-    if (ts->pending_kills != NULL && rc == 0)
-        fc_kill_pending(ts);
-    return rc;
-}
-
-static void g_bootstrap(void *arg, void *value);
-
-/* Links a greenlet that starts into its thread's list of active ones. */
-static void active_link(fc_thread *ts, FcGreenlet *g)
-{
-    g->active_prev = NULL;
-    g->active_next = ts->active;
-    if (ts->active != NULL)
-        ts->active->active_prev = g;
-    ts->active = g;
-}
-
-/* Unlinks a greenlet that finished. */
-static void active_unlink(fc_thread *ts, FcGreenlet *g)
-{
-    if (g->active_prev != NULL)
-        g->active_prev->active_next = g->active_next;
-    else if (ts->active == g)
-        ts->active = g->active_next;
-    if (g->active_next != NULL)
-        g->active_next->active_prev = g->active_prev;
-    g->active_next = g->active_prev = NULL;
-}
-
-/* Leaves the current greenlet for `target`, which is live (or new and
- * prepared), on this thread, and not the current one; ts->xfer holds what
- * to send.  Returns when something switches back to the current greenlet. */
-static void leave_for(fc_thread *ts, FcGreenlet *target)
-{
-    FcGreenlet *self = ts->current;
-
-    ts->carry = fc_pystate_save(&self->st, ts->tstate);
-    ts->origin = self;              /* takes over ts->current's reference */
-    Py_INCREF(target);
-    ts->current = target;
-    if (target->state == FC_NEW) {
-        char *split = stack_split(target);
-        target->state = FC_ACTIVE;
-        active_link(ts, target);
-        fastco_ctx_make(&target->ctx, target->stack.lo,
-                        (size_t)(split - (char *)target->stack.lo),
-                        g_bootstrap, ts);
-    }
-    fastco_ctx_switch_inline(&self->ctx, &target->ctx, target);
-    /* Resumed: some greenlet switched back to us. */
-    fc_pystate_restore(&self->st, ts->tstate, ts->carry);
-}
-
-/* Switches to `target` (see leave_for) and returns what the switch back
- * carried, as switch() returns it. */
-static PyObject *switch_to(fc_thread *ts, FcGreenlet *target)
-{
-    FcGreenlet *self = ts->current;
-    fc_xfer x;
-
-    leave_for(ts, target);
-    if (after_switch(ts, self, &x, NULL) < 0)
-        return NULL;
-    return xfer_result(&x);
-}
-
-/* Sends `x` (consumed) to `g`, the greenlet way: to `g` if it is live, or
- * to its first live ancestor, which starts if it never did. */
-static PyObject *fc_switch(fc_thread *ts, FcGreenlet *g, fc_xfer *x)
-{
-    FcGreenlet *target = g;
-    PyObject *run = NULL;
-    int rc;
-
-    /* The thread is checked on `g` itself first, as greenlet does, so that
-     * a dead greenlet of another thread is an error too; then on the live
-     * target, each time round (Python code run by prepare_start may have
-     * moved it, or had another thread start it). */
-    if (check_thread(g, ts) < 0)
-        goto fail;
-    for (;;) {
-        target = live_target(target);
-        if (target == NULL) {
-            PyErr_SetString(FcExc_Error, "cannot switch to a dead greenlet with no live parent");
-            goto fail;
-        }
-        if (check_thread(target, ts) < 0)
-            goto fail;
-        if (target == ts->current) {
-            if (call_trace(ts, x->kind, target, target) < 0)
-                goto fail;
-            return xfer_result(x);
-        }
-        if (target->state != FC_NEW)
-            break;
-        rc = prepare_start(target, ts, &run);
-        if (rc < 0)
-            goto fail;
-        if (rc == 0)
-            break;
-        /* Started meanwhile (see prepare_start): look again. */
-    }
-    ts->xfer = *x;
-    ts->start_run = run;
-    return switch_to(ts, target);
-fail:
-    fc_xfer_clear(x);
-    return NULL;
-}
-
-/* ------------------------------------------------------------------------
- * Life and death of a greenlet's body
- */
-
-/* Sends a finished greenlet's outcome to its first live ancestor, for good.
- * `result` is the value run() returned, or NULL with the exception set. */
-static void g_finish(fc_thread *ts, FcGreenlet *self, PyObject *result)
-    __attribute__((noreturn));
-static void g_finish(fc_thread *ts, FcGreenlet *self, PyObject *result)
-{
-    fc_xfer x = {FC_XFER_NONE, NULL, NULL, NULL};
-    FcGreenlet *target;
-    PyObject *run = NULL;
-
-    /* GreenletExit does not propagate: it becomes the value sent. */
-    if (result == NULL && PyErr_ExceptionMatches(FcExc_GreenletExit)) {
-        PyObject *t, *v, *tb;
-        PyErr_Fetch(&t, &v, &tb);
-        PyErr_NormalizeException(&t, &v, &tb);
-        result = v != NULL ? v : Py_NewRef(Py_None);
-        Py_XDECREF(t);
-        Py_XDECREF(tb);
-    }
-    if (result != NULL) {
-        x.kind = FC_XFER_VALUE;
-        x.a = result;
-    } else {
-        x.kind = FC_XFER_EXC;
-        PyErr_Fetch(&x.a, &x.b, &x.c);
-    }
-    self->state = FC_DEAD;
-    active_unlink(ts, self);
-    fc_pystate_finish(ts->tstate, own_chunk(self));
-    /* The outcome goes to the first live ancestor; an ancestor that never
-     * started starts now, with the outcome as its arguments, like greenlet.
-     * One that cannot start, or that moved to another thread (an unstarted
-     * greenlet may, with a new parent), is passed over, with the reason as
-     * outcome.  Past the end of the chain, this thread's main greenlet gets
-     * it (greenlet aborts the process there). */
-    for (FcGreenlet *candidate = self->parent;;) {
-        int rc;
-        target = live_target(candidate);
-        if (target == NULL) {
-            target = ts->main;
-            break;
-        }
-        if (check_thread(target, ts) < 0) {
-            xfer_set_error(&x);
-            candidate = target->parent;
-            continue;
-        }
-        if (target->state != FC_NEW)
-            break;
-        if (x.kind == FC_XFER_VALUE) {
-            PyObject *args = PyTuple_Pack(1, x.a);
-            if (args != NULL) {
-                Py_SETREF(x.a, args);
-                x.kind = FC_XFER_ARGS;
-            } else {
-                xfer_set_error(&x);
-            }
-        }
-        rc = prepare_start(target, ts, &run);
-        if (rc == 0)
-            break;
-        if (rc < 0) {
-            /* It stays unstarted, as in greenlet; the error goes on up. */
-            xfer_set_error(&x);
-            candidate = target->parent;
-        } else {
-            candidate = target;   /* started meanwhile: look again */
-        }
-    }
-    ts->xfer = x;
-    ts->start_run = run;
-    Py_INCREF(self);
-    ts->dying = self;
-    fc_exc_item_clear(&self->exc_item);
-    leave_for(ts, target);
-    Py_FatalError("fastco: a finished greenlet was resumed");
-}
-
-/* The body of a greenlet: runs with a fresh interpreter state on its own
- * stack (see fc_pystate_start) and never returns. */
-static void g_body(void *arg)
-{
-    FcGreenlet *self = arg;
-    fc_thread *ts = self->thread;
-    PyObject *run = ts->start_run, *result = NULL;
-    fc_xfer x;
-
-    ts->start_run = NULL;
-    if (after_switch(ts, self, &x, run) == 0) {
-        /* self->run stays set while it runs, for the collector to see;
-         * nothing can change it (run cannot be set after the start). */
-        run = Py_NewRef(self->run);
-        switch (x.kind) {
-        case FC_XFER_VALUE:
-            result = PyObject_CallOneArg(run, x.a);
-            break;
-        case FC_XFER_ARGS:
-            result = PyObject_Call(run, x.a, x.b);
-            break;
-        case FC_XFER_EXC:
-            PyErr_Restore(x.a, x.b, x.c);
-            x.a = x.b = x.c = NULL;
-            break;
-        default:
-            PyErr_SetString(FcExc_Error, "greenlet started with nothing (internal error)");
-            break;
-        }
-        fc_xfer_clear(&x);
-        Py_DECREF(run);
-    }
-    /* Dropping the callable may run Python code (which keeps the outcome
-     * pending), as in greenlet. */
-    Py_CLEAR(self->run);
-    g_finish(ts, self, result);
-}
-
-/* Entry of a new greenlet's C context: sets up its interpreter state. */
-static void g_bootstrap(void *arg, void *value)
-{
-    fc_thread *ts = arg;
-    FcGreenlet *self = value;
-    char *lo = self->stack.lo, *hi = lo + self->stack.size;
-    char *split = stack_split(self);
-    fc_fresh fresh;
-
-    fresh.exc_item = &self->exc_item;
-    fresh.context = self->st.context;     /* gr_context set before start */
-    self->st.context = NULL;
-    fresh.chunk = own_chunk(self);
-    fresh.chunk_size = (size_t)(hi - split);
-    fresh.stack_size = self->stack_size;
-    fresh.stack_lo = lo;
-    fresh.stack_hi = split;
-    fresh.st = &self->st;
-    fc_pystate_start(ts->tstate, ts->carry, &fresh, g_body, self);
-}
-
-/* ------------------------------------------------------------------------
- * Killing: throw GreenletExit in, and let it come back here
- */
-
-/* Throws GreenletExit into `g` (an active greenlet of this thread) with the
- * current greenlet as its parent meanwhile, so that its end comes back
- * here.  Returns 0, or -1 with an exception set. */
-static int kill_here(fc_thread *ts, FcGreenlet *g)
-{
-    FcGreenlet *oldparent = g->parent;
-    fc_xfer x = {FC_XFER_EXC, NULL, NULL, NULL};
-    PyObject *res;
-
-    x.a = Py_NewRef(FcExc_GreenletExit);
-    x.b = PyUnicode_FromString("Killing the greenlet because all references have vanished.");
-    if (x.b == NULL)
-        return -1;
-    g->parent = (FcGreenlet *)Py_NewRef((PyObject *)ts->current);
-    res = fc_switch(ts, g, &x);
-    Py_SETREF(g->parent, oldparent);
-    if (res == NULL)
-        return -1;
-    Py_DECREF(res);
-    return 0;
-}
-
-/* Kills the greenlets that lost their last reference on another thread.
- * Called where greenlet does it: at a switch, getcurrent() and the creation
- * of a greenlet on their thread.  The exception being raised, if any, is
- * kept.  During finalization they are left alone (greenlet leaks them
- * there): no greenlet may run any more. */
-void fc_kill_pending(fc_thread *ts)
-{
-    PyObject *list = ts->pending_kills, *et, *ev, *etb;
-
-    if (list == NULL || fc_py_finalizing())
-        return;
-    ts->pending_kills = NULL;
-    PyErr_Fetch(&et, &ev, &etb);
-    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(list); i++) {
-        FcGreenlet *g = (FcGreenlet *)PyList_GET_ITEM(list, i);
-        if (g->state == FC_ACTIVE && g->thread == ts && kill_here(ts, g) < 0)
-            PyErr_WriteUnraisable((PyObject *)g);
-    }
-    Py_DECREF(list);
-    PyErr_Restore(et, ev, etb);
-}
-
-/* The thread is exiting, still alive, on its main greenlet: kill its
- * suspended greenlets, so that their finally blocks run and everything
- * they hold is released, while their thread can still run them.  One
- * that survives GreenletExit is left behind (its stack is never reused). */
-void fc_kill_active(fc_thread *ts)
-{
-    FcGreenlet *g, *survivors = NULL;
-    PyObject *et, *ev, *etb;
-
-    if (ts->current != ts->main || fc_py_finalizing())
-        return;
-    PyErr_Fetch(&et, &ev, &etb);
-    while ((g = ts->active) != NULL) {
-        Py_INCREF(g);
-        if (kill_here(ts, g) < 0)
-            PyErr_WriteUnraisable((PyObject *)g);
-        if (g->state == FC_ACTIVE) {
-            /* It swallowed GreenletExit: set it aside. */
-            active_unlink(ts, g);
-            g->active_next = survivors;
-            survivors = g;
-            PySys_FormatStderr("GreenletExit did not kill %R at thread exit\n", (PyObject *)g);
-        }
-        Py_DECREF(g);
-    }
-    ts->active = survivors;
-    for (g = survivors; g != NULL; g = g->active_next)
-        if (g->active_next != NULL)
-            g->active_next->active_prev = g;
-    PyErr_Restore(et, ev, etb);
-}
-
-/* A suspended greenlet lost its last reference: throw GreenletExit into it
- * so that its finally blocks run, as greenlet does.  Returns 1 if it may be
- * freed now, 0 if it was resurrected (or handed to its own thread). */
-static int kill_on_dealloc(FcGreenlet *self)
-{
-    fc_thread *owner = self->thread;
-    PyObject *et, *ev, *etb;
-    Py_ssize_t refcnt;
-
-    Py_SET_REFCNT(self, 1);
-    PyErr_Fetch(&et, &ev, &etb);
-    if (owner->alive && !fc_py_finalizing()) {
-        if (owner->tstate != fc_tstate()) {
-            /* Only its own thread may run it: that thread kills it at its
-             * next switch.  (This thread needs no fastco state for that.) */
-            if (owner->pending_kills == NULL)
-                owner->pending_kills = PyList_New(0);
-            if (owner->pending_kills == NULL
-                || PyList_Append(owner->pending_kills, (PyObject *)self) < 0)
-                PyErr_WriteUnraisable((PyObject *)self);
-        } else if (fc_thread_get() == owner) {   /* also points fc_tls at it */
-            if (kill_here(owner, self) < 0)
-                PyErr_WriteUnraisable((PyObject *)self);
-            if (Py_REFCNT(self) == 1 && self->state == FC_ACTIVE) {
-                /* It swallowed GreenletExit and is still alive: complain and
-                 * keep it, as greenlet does. */
-                PySys_FormatStderr("GreenletExit did not kill %R\n", (PyObject *)self);
-                Py_INCREF(self);
-            }
-        } else {
-            PyErr_WriteUnraisable((PyObject *)self);
-        }
-    }
-    PyErr_Restore(et, ev, etb);
-    refcnt = Py_REFCNT(self) - 1;
-    Py_SET_REFCNT(self, refcnt);
-    if (refcnt != 0) {
-        /* Resurrected: undo what dealloc did so far. */
-        if (PyType_HasFeature(Py_TYPE(self), Py_TPFLAGS_HEAPTYPE))
-            Py_INCREF(Py_TYPE(self));
-        PyObject_GC_Track((PyObject *)self);
-        return 0;
-    }
-    return 1;
-}
-
-/* ------------------------------------------------------------------------
- * The Python type
- */
-
 /* Main greenlets that exist (greenlet reports the same number). */
 Py_ssize_t fc_main_greenlets;
 
@@ -689,10 +40,15 @@ FcGreenlet *fc_greenlet_new_main(fc_thread *ts)
     FcGreenlet *g = (FcGreenlet *)FcGreenlet_Type.tp_alloc(&FcGreenlet_Type, 0);
     if (g == NULL)
         return NULL;
-    g->thread = ts;
+    g->pimpl = fc_coro_alloc();
+    if (g->pimpl == NULL) {
+        Py_DECREF(g);
+        return NULL;
+    }
+    g->pimpl->thread = ts;
     fc_thread_incref(ts);
-    g->state = FC_ACTIVE;
-    g->is_main = 1;
+    g->pimpl->state = FC_ACTIVE;
+    g->pimpl->is_main = 1;
     fc_main_greenlets++;
     return g;
 }
@@ -701,6 +57,7 @@ static PyObject *green_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
 {
     fc_thread *ts;
     FcGreenlet *g;
+    fc_coro *co;
     (void)args;
     (void)kwds;
     if (type->tp_flags & Py_TPFLAGS_IS_ABSTRACT) {
@@ -721,10 +78,15 @@ static PyObject *green_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
     g = (FcGreenlet *)type->tp_alloc(type, 0);
     if (g == NULL)
         return NULL;
-    g->thread = ts;
+    co = g->pimpl = fc_coro_alloc();
+    if (co == NULL) {
+        Py_DECREF(g);
+        return NULL;
+    }
+    co->thread = ts;
     fc_thread_incref(ts);
-    g->parent = (FcGreenlet *)Py_NewRef((PyObject *)ts->current);
-    g->stack_size = default_stack_size;
+    co->parent = (FcGreenlet *)Py_NewRef((PyObject *)ts->current);
+    co->stack_size = default_stack_size;
     return (PyObject *)g;
 }
 
@@ -766,7 +128,7 @@ static int green_init(FcGreenlet *self, PyObject *args, PyObject *kwds)
         return -1;
     if (check_stack_size(stack_size) < 0)
         return -1;
-    if (stack_size != 0 && self->state != FC_NEW) {
+    if (stack_size != 0 && self->pimpl->state != FC_NEW) {
         PyErr_SetString(PyExc_ValueError,
                         "stack_size cannot be set after the greenlet started");
         return -1;
@@ -778,55 +140,100 @@ static int green_init(FcGreenlet *self, PyObject *args, PyObject *kwds)
     if (parent != Py_None && green_setparent(self, parent, NULL) < 0)
         return -1;
     if (stack_size != 0)
-        self->stack_size = round_stack_size((size_t)stack_size);
+        self->pimpl->stack_size = round_stack_size((size_t)stack_size);
     return 0;
 }
 
 static int green_traverse(FcGreenlet *self, visitproc visit, void *arg)
 {
-    Py_VISIT(self->run);
-    Py_VISIT(self->parent);
+    fc_coro *co = self->pimpl;
     Py_VISIT(self->dict);
-    Py_VISIT(self->st.context);
-    return fc_exc_item_traverse(&self->exc_item, visit, arg);
+    if (co == NULL)
+        return 0;
+    Py_VISIT(co->run);
+    Py_VISIT(co->parent);
+    Py_VISIT(co->st.context);
+    return fc_exc_item_traverse(&co->exc_item, visit, arg);
 }
 
 /* Suspended greenlets are roots for the collector, as in greenlet: what
  * their frames reference is reachable while they may resume. */
 static int green_is_gc(FcGreenlet *self)
 {
-    return self->state != FC_ACTIVE || self->is_main || !self->thread->alive;
+    fc_coro *co = self->pimpl;
+    return co == NULL || co->state != FC_ACTIVE || co->is_main || !co->thread->alive;
 }
 
 static int green_clear(FcGreenlet *self)
 {
-    Py_CLEAR(self->run);
-    Py_CLEAR(self->parent);
+    fc_coro *co = self->pimpl;
     Py_CLEAR(self->dict);
-    Py_CLEAR(self->st.context);
-    fc_exc_item_clear(&self->exc_item);
+    if (co != NULL) {
+        Py_CLEAR(co->run);
+        Py_CLEAR(co->parent);
+        Py_CLEAR(co->st.context);
+        fc_exc_item_clear(&co->exc_item);
+    }
     return 0;
+}
+
+/* Whether `self` is a started, unfinished, non-main greenlet: one that is
+ * killed when it is dropped. */
+static int is_suspended_child(FcGreenlet *self)
+{
+    fc_coro *co = self->pimpl;
+    return co != NULL && co->state == FC_ACTIVE && !co->is_main;
+}
+
+/* tp_finalize (PEP 442): a suspended greenlet about to be freed gets
+ * GreenletExit thrown in (fc_coro_kill_dropped).  Done here rather than only in
+ * tp_dealloc so that a subclass's dealloc (Cython's, or CPython's for
+ * classes) runs it first, while the subclass's own fields, which the
+ * greenlet's code may still use, are intact; and a greenlet the kill
+ * resurrects comes back whole.  Only when called for a dealloc (the
+ * object's one reference is the temporary one): an explicit __del__()
+ * call on a live greenlet does nothing. */
+static void green_finalize(FcGreenlet *self)
+{
+    if (is_suspended_child(self) && Py_REFCNT(self) == 1)
+        fc_coro_kill_dropped(self);
 }
 
 static void green_dealloc(FcGreenlet *self)
 {
+    fc_coro *co = self->pimpl;
+
+    if (is_suspended_child(self)) {
+        /* green_finalize, unless a subclass's dealloc ran it already.  The
+         * object must be tracked in case it is resurrected (untracked first:
+         * PyObject_GC_IsTracked asks tp_is_gc, which says no here). */
+        PyObject_GC_UnTrack(self);
+        PyObject_GC_Track(self);
+        if (PyObject_CallFinalizerFromDealloc((PyObject *)self) < 0)
+            return;   /* resurrected */
+    }
     PyObject_GC_UnTrack(self);
-    if (self->state == FC_ACTIVE && !self->is_main && !kill_on_dealloc(self))
+    /* Still suspended: finalized once already and resurrected then, or its
+     * finalizer replaced by a subclass's __del__.  Killed here. */
+    if (is_suspended_child(self) && !fc_coro_kill_on_dealloc(self))
         return;
     if (self->weakreflist != NULL)
         PyObject_ClearWeakRefs((PyObject *)self);
     green_clear(self);
-    if (self->stack.lo != NULL && self->state != FC_ACTIVE) {
-        /* Prepared to start but never switched to. */
-        fastco_stack_put(&self->stack);
+    if (co != NULL) {   /* NULL: made by object.__new__ (see green_new) */
+        if (co->stack.lo != NULL && co->state != FC_ACTIVE) {
+            /* Prepared to start but never switched to. */
+            fastco_stack_put(&co->stack);
+        }
+        /* An active greenlet left here could not be killed (its thread is
+         * gone, or the interpreter is shutting down): its suspended frames
+         * still point into its stack, which is therefore never reused. */
+        fc_thread_decref(co->thread);
+        if (co->is_main)
+            fc_main_greenlets--;
+        self->pimpl = NULL;
+        fc_coro_free(co);
     }
-    /* An active greenlet left here could not be killed (its thread is gone,
-     * or the interpreter is shutting down): its suspended frames still
-     * point into its stack, which is therefore never reused. */
-    if (self->thread != NULL)   /* NULL: made by object.__new__ (see green_new) */
-        fc_thread_decref(self->thread);
-    if (self->is_main)
-        fc_main_greenlets--;
     Py_TYPE(self)->tp_free((PyObject *)self);
 }
 
@@ -870,7 +277,7 @@ static PyObject *green_switch(FcGreenlet *self, PyObject *const *args,
             }
         }
     }
-    return fc_switch(ts, self, &x);
+    return fc_coro_switch(ts, self, &x);
 }
 
 /* g.switch(value), or g.switch() if value is NULL, for C callers (the hub):
@@ -896,26 +303,50 @@ PyObject *fc_greenlet_switch(PyObject *g, PyObject *value)
         if (x.a == NULL)
             return NULL;
     }
-    return fc_switch(ts, (FcGreenlet *)g, &x);
+    return fc_coro_switch(ts, (FcGreenlet *)g, &x);
+}
+
+/* g.switch(*args, **kwargs) for C callers (greenlet's C API): args a
+ * tuple, kwargs a dict or NULL.  Borrows them. */
+PyObject *fc_greenlet_switch_args(FcGreenlet *g, PyObject *args, PyObject *kwargs)
+{
+    fc_thread *ts = fc_thread_get();
+    fc_xfer x = {FC_XFER_ARGS, NULL, NULL, NULL};
+
+    if (ts == NULL)
+        return NULL;
+    x.a = Py_NewRef(args);
+    x.b = Py_XNewRef(kwargs);
+    return fc_coro_switch(ts, g, &x);
 }
 
 /* throw(typ=GreenletExit, val=None, tb=None) */
 static PyObject *green_throw(FcGreenlet *self, PyObject *args)
 {
     PyObject *typ = FcExc_GreenletExit, *val = Py_None, *tb = Py_None;
-    fc_thread *ts;
-    fc_xfer x = {FC_XFER_EXC, NULL, NULL, NULL};
 
     if (!PyArg_UnpackTuple(args, "throw", 0, 3, &typ, &val, &tb))
         return NULL;
+    return fc_greenlet_throw(self, typ, val, tb);
+}
+
+/* g.throw(typ, val, tb) for C callers (greenlet's C API too): val and tb
+ * may be NULL, for None.  Borrows its arguments. */
+PyObject *fc_greenlet_throw(FcGreenlet *self, PyObject *typ, PyObject *val, PyObject *tb)
+{
+    fc_thread *ts;
+    fc_xfer x = {FC_XFER_EXC, NULL, NULL, NULL};
+
+    if (val == NULL)
+        val = Py_None;
     if (tb == Py_None)
         tb = NULL;
-    else if (!PyTraceBack_Check(tb)) {
+    else if (tb != NULL && !PyTraceBack_Check(tb)) {
         PyErr_SetString(PyExc_TypeError,
                         "throw() third argument must be a traceback object");
         return NULL;
     }
-    if (PyExceptionClass_Check(typ)) {
+    if (typ != NULL && PyExceptionClass_Check(typ)) {
         x.a = Py_NewRef(typ);
         x.b = Py_NewRef(val);
         x.c = Py_XNewRef(tb);
@@ -924,7 +355,7 @@ static PyObject *green_throw(FcGreenlet *self, PyObject *args)
             fc_xfer_clear(&x);
             return NULL;
         }
-    } else if (PyExceptionInstance_Check(typ)) {
+    } else if (typ != NULL && PyExceptionInstance_Check(typ)) {
         if (val != Py_None) {
             PyErr_SetString(PyExc_TypeError,
                             "instance exception may not have a separate value");
@@ -936,7 +367,7 @@ static PyObject *green_throw(FcGreenlet *self, PyObject *args)
     } else {
         PyErr_Format(PyExc_TypeError,
                      "exceptions must be classes, or instances, not %s",
-                     Py_TYPE(typ)->tp_name);
+                     typ != NULL ? Py_TYPE(typ)->tp_name : "NULL");
         return NULL;
     }
     ts = fc_thread_get();
@@ -946,7 +377,7 @@ static PyObject *green_throw(FcGreenlet *self, PyObject *args)
     }
     /* Into a finished greenlet, GreenletExit turns into a plain value for its
      * parent, as greenlet does; other exceptions go to the parent as such. */
-    if (self->state == FC_DEAD
+    if (self->pimpl->state == FC_DEAD
         && PyErr_GivenExceptionMatches(x.a, FcExc_GreenletExit)) {
         PyObject *exc = x.b;
         x.b = NULL;
@@ -954,58 +385,64 @@ static PyObject *green_throw(FcGreenlet *self, PyObject *args)
         x.kind = FC_XFER_VALUE;
         x.a = exc;
     }
-    return fc_switch(ts, self, &x);
+    return fc_coro_switch(ts, self, &x);
 }
 
 static int green_bool(FcGreenlet *self)
 {
-    return self->state == FC_ACTIVE && self->thread->alive;
+    return self->pimpl->state == FC_ACTIVE && self->pimpl->thread->alive;
 }
 
 static PyObject *green_getdead(FcGreenlet *self, void *closure)
 {
     (void)closure;
-    return PyBool_FromLong(self->state == FC_DEAD
-                           || (self->state == FC_ACTIVE && !self->thread->alive));
+    return PyBool_FromLong(self->pimpl->state == FC_DEAD
+                           || (self->pimpl->state == FC_ACTIVE && !self->pimpl->thread->alive));
 }
 
 static PyObject *green_getrun(FcGreenlet *self, void *closure)
 {
     (void)closure;
-    if (self->state != FC_NEW || self->run == NULL) {
-        PyErr_SetObject(PyExc_AttributeError, str_run);
+    if (self->pimpl->state != FC_NEW || self->pimpl->run == NULL) {
+        PyErr_SetString(PyExc_AttributeError, "run");
         return NULL;
     }
-    return Py_NewRef(self->run);
+    return Py_NewRef(self->pimpl->run);
 }
 
 static int green_setrun(FcGreenlet *self, PyObject *run, void *closure)
 {
     (void)closure;
-    if (self->state != FC_NEW) {
+    if (self->pimpl->state != FC_NEW) {
         PyErr_SetString(PyExc_AttributeError,
                         "run cannot be set after the start of the greenlet");
         return -1;
     }
-    Py_XSETREF(self->run, Py_XNewRef(run));
+    Py_XSETREF(self->pimpl->run, Py_XNewRef(run));
     return 0;
 }
 
 static PyObject *green_getparent(FcGreenlet *self, void *closure)
 {
     (void)closure;
-    return Py_NewRef(self->parent ? (PyObject *)self->parent : Py_None);
+    return Py_NewRef(self->pimpl->parent ? (PyObject *)self->pimpl->parent : Py_None);
 }
 
 static int green_setparent(FcGreenlet *self, PyObject *parent, void *closure)
 {
-    FcGreenlet *p;
     (void)closure;
+    return fc_greenlet_setparent(self, parent);
+}
+
+/* g.parent = parent (NULL: del g.parent), for C callers too. */
+int fc_greenlet_setparent(FcGreenlet *self, PyObject *parent)
+{
+    FcGreenlet *p;
     if (parent == NULL) {
         PyErr_SetString(PyExc_AttributeError, "can't delete attribute");
         return -1;
     }
-    if (self->is_main) {
+    if (self->pimpl->is_main) {
         PyErr_SetString(PyExc_AttributeError, "cannot set the parent of a main greenlet");
         return -1;
     }
@@ -1015,31 +452,31 @@ static int green_setparent(FcGreenlet *self, PyObject *parent, void *closure)
                      Py_TYPE(parent)->tp_name);
         return -1;
     }
-    for (p = (FcGreenlet *)parent; p != NULL; p = p->parent) {
+    for (p = (FcGreenlet *)parent; p != NULL; p = p->pimpl->parent) {
         if (p == self) {
             PyErr_SetString(PyExc_ValueError, "cyclic parent chain");
             return -1;
         }
     }
     p = (FcGreenlet *)parent;
-    if (p->thread != self->thread) {
+    if (p->pimpl->thread != self->pimpl->thread) {
         /* A greenlet belongs to the thread of its parent chain: one that has
          * not started yet may move to another thread with a new parent. */
-        if (self->state != FC_NEW) {
+        if (self->pimpl->state != FC_NEW) {
             PyErr_SetString(PyExc_ValueError, "parent cannot be on a different thread");
             return -1;
         }
-        fc_thread_incref(p->thread);
-        fc_thread_decref(self->thread);
-        self->thread = p->thread;
+        fc_thread_incref(p->pimpl->thread);
+        fc_thread_decref(self->pimpl->thread);
+        self->pimpl->thread = p->pimpl->thread;
     }
-    Py_XSETREF(self->parent, (FcGreenlet *)Py_NewRef(parent));
+    Py_XSETREF(self->pimpl->parent, (FcGreenlet *)Py_NewRef(parent));
     return 0;
 }
 
 static int is_running(FcGreenlet *self)
 {
-    return self->thread->alive && self->thread->current == self;
+    return self->pimpl->thread->alive && self->pimpl->thread->current == self;
 }
 
 /* A suspended greenlet's frames stay where they are while it is suspended
@@ -1049,8 +486,8 @@ static PyObject *green_getframe(FcGreenlet *self, void *closure)
 {
     PyFrameObject *f = NULL;
     (void)closure;
-    if (self->state == FC_ACTIVE && self->thread->alive && !is_running(self))
-        f = fc_pystate_frame(&self->st, fc_tstate());
+    if (self->pimpl->state == FC_ACTIVE && self->pimpl->thread->alive && !is_running(self))
+        f = fc_pystate_frame(&self->pimpl->st, fc_tstate());
     return f != NULL ? (PyObject *)f : Py_NewRef(Py_None);
 }
 
@@ -1059,15 +496,15 @@ static PyObject *green_getcontext(FcGreenlet *self, void *closure)
     PyObject *ctx;
     (void)closure;
     if (is_running(self)) {
-        if (self->thread->tstate != fc_tstate()) {
+        if (self->pimpl->thread->tstate != fc_tstate()) {
             PyErr_SetString(PyExc_ValueError,
                             "cannot get context of a greenlet that is running in a different "
                             "thread");
             return NULL;
         }
-        ctx = self->thread->tstate->context;
+        ctx = self->pimpl->thread->tstate->context;
     } else {
-        ctx = self->st.context;
+        ctx = self->pimpl->st.context;
     }
     return Py_NewRef(ctx != NULL ? ctx : Py_None);
 }
@@ -1088,17 +525,17 @@ static int green_setcontext(FcGreenlet *self, PyObject *ctx, void *closure)
     }
     if (is_running(self)) {
         PyThreadState *tstate;
-        if (self->thread->tstate != fc_tstate()) {
+        if (self->pimpl->thread->tstate != fc_tstate()) {
             PyErr_SetString(PyExc_ValueError,
                             "cannot set context of a greenlet that is running in a different "
                             "thread");
             return -1;
         }
-        tstate = self->thread->tstate;
+        tstate = self->pimpl->thread->tstate;
         Py_XSETREF(tstate->context, Py_XNewRef(ctx));
         tstate->context_ver++;
     } else {
-        Py_XSETREF(self->st.context, Py_XNewRef(ctx));
+        Py_XSETREF(self->pimpl->st.context, Py_XNewRef(ctx));
     }
     return 0;
 }
@@ -1113,30 +550,30 @@ static PyObject *green_getstacksaved(FcGreenlet *self, void *closure)
 static PyObject *green_getstacksize(FcGreenlet *self, void *closure)
 {
     (void)closure;
-    if (self->is_main)
+    if (self->pimpl->is_main)
         Py_RETURN_NONE;
-    return PyLong_FromSize_t(self->stack_size);
+    return PyLong_FromSize_t(self->pimpl->stack_size);
 }
 
 /* Whether `self` is the running greenlet of the calling thread. */
 static int is_current_here(FcGreenlet *self)
 {
-    return is_running(self) && self->thread->tstate == fc_tstate();
+    return is_running(self) && self->pimpl->thread->tstate == fc_tstate();
 }
 
 static PyObject *green_repr(FcGreenlet *self)
 {
     const char *tp_name = Py_TYPE(self)->tp_name;
-    if (self->state == FC_DEAD || !self->thread->alive)
+    if (self->pimpl->state == FC_DEAD || !self->pimpl->thread->alive)
         return PyUnicode_FromFormat("<%s object at %p (otid=%p)%s dead>", tp_name,
-                                    self, self->thread,
-                                    self->thread->alive ? "" : " (thread exited)");
+                                    self, self->pimpl->thread,
+                                    self->pimpl->thread->alive ? "" : " (thread exited)");
     return PyUnicode_FromFormat(
-        "<%s object at %p (otid=%p)%s%s%s%s>", tp_name, self, self->thread,
-        is_current_here(self) ? " current" : self->state == FC_ACTIVE ? " suspended" : "",
-        self->state == FC_ACTIVE ? " active" : "",
-        self->state == FC_NEW ? " pending" : " started",
-        self->is_main ? " main" : "");
+        "<%s object at %p (otid=%p)%s%s%s%s>", tp_name, self, self->pimpl->thread,
+        is_current_here(self) ? " current" : self->pimpl->state == FC_ACTIVE ? " suspended" : "",
+        self->pimpl->state == FC_ACTIVE ? " active" : "",
+        self->pimpl->state == FC_NEW ? " pending" : " started",
+        self->pimpl->is_main ? " main" : "");
 }
 
 static PyObject *green_getstate(FcGreenlet *self, PyObject *unused)
@@ -1206,14 +643,12 @@ PyTypeObject FcGreenlet_Type = {
     .tp_init = (initproc)green_init,
     .tp_new = green_new,
     .tp_is_gc = (inquiry)green_is_gc,
+    .tp_finalize = (destructor)green_finalize,
 };
 
 int fc_greenlet_type_ready(void)
 {
-    str_run = PyUnicode_InternFromString("run");
-    str_switch = PyUnicode_InternFromString("switch");
-    str_throw = PyUnicode_InternFromString("throw");
-    if (str_run == NULL || str_switch == NULL || str_throw == NULL)
+    if (fc_coro_ready() < 0)
         return -1;
     return PyType_Ready(&FcGreenlet_Type);
 }
