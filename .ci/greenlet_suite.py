@@ -44,23 +44,12 @@ PACKAGE = "greenlet.tests"
 #: (module, module.Class or module.Class.test), with the reason.  The one
 #: place where they are listed.
 NOT_APPLICABLE: dict[str, str] = {
-    # greenlet's test-only extensions: built by greenlet's own setup.py, not shipped
-    # as modules in the sdist.
-    "test_cpp":
-        "needs _test_extension_cpp, greenlet's test-only C++ extension (C++ exceptions "
-        "crossing greenlet's switch)",
-    "test_greenlet.TestGreenlet.test_get_stack_with_nested_c_calls":
-        "needs _test_extension_cpp, greenlet's test-only C++ extension",
-    "test_extension_interface":
-        "needs _test_extension, greenlet's test-only C extension that calls greenlet's C "
-        "API (the capsule greenlet._C_API, issue 12)",
-    "test_interpreter_shutdown.TestInterpreterShutdown.test_api_getcurrent_no_system_error"
-    "_at_module_gc_time":
-        "needs _test_extension (greenlet's C API, issue 12); tests/test_greenlet_compat.py "
-        "checks getcurrent() at that moment through the Python API",
+    # Not the C API: the moment a module's objects are destroyed at exit.
     "test_interpreter_shutdown.TestInterpreterShutdown.test_switch_no_error_at_module_gc_time":
-        "imports _test_extension (greenlet's C API, issue 12); tests/test_greenlet_compat.py "
-        "makes the same switch at module teardown without it",
+        "its __del__ hangs off greenlet._greenlet, which is a Python module with fastco (an "
+        "extension with greenlet) and is cleared later at exit, after __main__'s globals, so "
+        "the test's print() no longer resolves; the switch from __del__ at module teardown "
+        "itself works (tests/test_greenlet_compat.py)",
     # greenlet's internals, which fastco does not have.
     "test_greenlet.TestBrokenGreenlets.test_failed_to_initialstub":
         "UnswitchableGreenlet: greenlet's test-only subclass whose low-level stack switch "
@@ -100,9 +89,20 @@ NOT_APPLICABLE: dict[str, str] = {
 }
 
 
-def is_not_applicable(test_id: str) -> str | None:
-    """The reason test_id is listed in NOT_APPLICABLE, or None."""
-    for prefix, reason in NOT_APPLICABLE.items():
+#: Tests that need greenlet's test-only C++ extension (_test_extension_cpp):
+#: not run only where it cannot be built (no C++ compiler; see build_extensions).
+NEEDS_CPP: dict[str, str] = {
+    "test_cpp":
+        "needs _test_extension_cpp, greenlet's test-only C++ extension, which could not be "
+        "built here (no C++ compiler?)",
+    "test_greenlet.TestGreenlet.test_get_stack_with_nested_c_calls":
+        "needs _test_extension_cpp (see test_cpp)",
+}
+
+
+def is_not_applicable(test_id: str, table: dict[str, str] = NOT_APPLICABLE) -> str | None:
+    """The reason test_id is listed in `table` (NOT_APPLICABLE), or None."""
+    for prefix, reason in table.items():
         if test_id == prefix or test_id.startswith(prefix + "."):
             return reason
     return None
@@ -140,6 +140,54 @@ def fetch_tests(python: str, workdir: Path, version: str) -> Path:
         else:
             tar.extractall(workdir)   # noqa: S202 - a PyPI sdist, python < 3.10.12
     return src
+
+
+#: greenlet's test-only extensions, in the sdist's tests directory: C code
+#: that calls greenlet's C API through greenlet.h (the capsule greenlet._C_API)
+#: and, for the C++ one, C++ exceptions crossing switches.  greenlet's setup.py
+#: builds them; here they are built with PY's compiler settings, so that they
+#: run against whichever greenlet module PY imports.
+EXTENSIONS = {
+    "_test_extension": ("_test_extension.c", "CC", []),
+    "_test_extension_cpp": ("_test_extension_cpp.cpp", "CXX", ["-std=c++11"]),
+}
+
+BUILD_INFO = """\
+import json, sysconfig
+v = sysconfig.get_config_var
+print(json.dumps({"include": sysconfig.get_paths()["include"], "suffix": v("EXT_SUFFIX"),
+                  "CC": v("CC") or "cc", "CXX": v("CXX") or "c++"}))
+"""
+
+
+def build_extensions(python: str, src: Path) -> set[str]:
+    """Build greenlet's test extensions (EXTENSIONS) next to its tests, for
+    PY; returns the names of those that are built.  A compiler that is
+    missing or fails leaves that extension out, with a message."""
+    import shlex
+
+    info = json.loads(subprocess.run([python, "-c", BUILD_INFO], capture_output=True,
+                                     text=True, check=True).stdout)
+    tests = src / "greenlet" / "tests"
+    built = set()
+    for name, (source, compiler, flags) in EXTENSIONS.items():
+        out = tests / (name + info["suffix"])
+        if out.is_file() and out.stat().st_mtime >= (tests / source).stat().st_mtime:
+            built.add(name)
+            continue
+        cmd = [*shlex.split(info[compiler]), "-shared", "-fPIC", "-O2", *flags,
+               "-I" + info["include"], str(tests / source), "-o", str(out)]
+        print("+", " ".join(cmd), flush=True)
+        try:
+            proc = subprocess.run(cmd, capture_output=True, text=True)
+        except OSError as e:
+            print(f"greenlet_suite: cannot build {name}: {e}", flush=True)
+            continue
+        if proc.returncode != 0:
+            print(f"greenlet_suite: cannot build {name}:\n{proc.stderr[-3000:]}", flush=True)
+            continue
+        built.add(name)
+    return built
 
 
 def ensure_requirements(python: str, impl: str, version: str) -> None:
@@ -290,9 +338,9 @@ def child_main(impl: str, src: str, ids_file: str, results_file: str) -> int:
 def list_main(src: str) -> int:
     """Prints the Python version, then every test id of the suite.
 
-    Two modules import greenlet's test-only extensions at their top (and are
-    not applicable): placeholders stand in for those here, so that their
-    tests are listed, and counted, all the same."""
+    Two modules import greenlet's test-only extensions at their top:
+    placeholders stand in for those here (the listing runs nothing), so that
+    their tests are listed, and counted, even where one could not be built."""
     import types
     import unittest
 
@@ -465,7 +513,13 @@ def main() -> int:
     py_version, ids = list_tests(args.python, env, src)
     if args.tests:
         ids = [i for i in ids if any(i == t or i.startswith(t + ".") for t in args.tests)]
-    na = {} if args.all else {i: r for i in ids if (r := is_not_applicable(i))}
+    table = dict(NOT_APPLICABLE)
+    built = build_extensions(args.python, src)
+    if "_test_extension" not in built:
+        raise SystemExit("greenlet_suite: greenlet's test extension (C) could not be built")
+    if "_test_extension_cpp" not in built:
+        table.update(NEEDS_CPP)
+    na = {} if args.all else {i: r for i in ids if (r := is_not_applicable(i, table))}
     to_run = [i for i in ids if i not in na]
     log_path = workdir / f"log-{args.impl}.txt"
     with open(log_path, "w", encoding="utf-8") as log:

@@ -60,6 +60,7 @@ SOURCES = [
     "csrc/pyglue/pystate.c",
     "csrc/pyglue/thread.c",
     "csrc/pyglue/greenlet.c",
+    "csrc/pyglue/capi.c",      # greenlet's C API: the capsule greenlet._C_API
     "csrc/pyglue/module.c",
     "csrc/pyglue/hub.c",       # the hub's native core: ring, timers, loop
     "csrc/pyglue/hubfd.c",     # its fd waits and polling

@@ -196,7 +196,7 @@ def test2():
 gr1 = greenlet.greenlet(test1)
 gr2 = greenlet.greenlet(test2)
 gr1.switch()
-print(out, type(gr1).__module__)
+print(out, "fastco" if getattr(greenlet, "__fastco__", False) else "greenlet")
 """
     proc = run_python(code=code, env=ON)
     assert proc.returncode == 0, proc.stderr

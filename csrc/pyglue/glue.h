@@ -6,6 +6,7 @@
  *   thread.c    per-thread state: the main greenlet, the current one, the
  *               value in flight during a switch, thread exit
  *   greenlet.c  the greenlet type: creation, switch, throw, death, GC
+ *   capi.c      greenlet's C API: the capsule greenlet._C_API
  *   module.c    the fastco._native module: getcurrent, settrace, errors
  *   pystate.c   the interpreter state saved per coroutine (per version)
  *
@@ -19,6 +20,7 @@
 
 typedef struct FcGreenlet FcGreenlet;
 typedef struct fc_thread fc_thread;
+typedef struct fc_coro fc_coro;
 
 /* What a switch carries from one greenlet to the other. */
 enum fc_xfer_kind {
@@ -67,14 +69,44 @@ struct fc_thread {
     FcGreenlet *active;
 };
 
+/*
+ * The greenlet object: greenlet's PyGreenlet, field for field, so that C
+ * code compiled against greenlet's greenlet.h (gevent's Cython subclasses,
+ * whose own fields start right after these 40 bytes on x86-64) works on it
+ * unchanged.  Everything else about a greenlet lives behind `pimpl`.
+ */
 struct FcGreenlet {
     PyObject_HEAD
+    PyObject *weakreflist;
+    PyObject *dict;
+    fc_coro *pimpl;             /* owned; NULL only in an object that
+                                 * green_new did not make (see there) */
+};
+
+/* What greenlet.h promises its consumers about the layout. */
+_Static_assert(offsetof(FcGreenlet, weakreflist) == sizeof(PyObject),
+               "weakreflist follows PyObject_HEAD, as in greenlet.h");
+_Static_assert(offsetof(FcGreenlet, dict) == sizeof(PyObject) + sizeof(void *),
+               "dict follows weakreflist, as in greenlet.h");
+_Static_assert(offsetof(FcGreenlet, pimpl) == sizeof(PyObject) + 2 * sizeof(void *),
+               "pimpl follows dict, as in greenlet.h");
+_Static_assert(sizeof(FcGreenlet) == sizeof(PyObject) + 3 * sizeof(void *),
+               "a subclass's fields start right after pimpl");
+#if defined(__x86_64__) && !defined(Py_TRACE_REFS) && !defined(Py_GIL_DISABLED)
+_Static_assert(sizeof(FcGreenlet) == 40 && offsetof(FcGreenlet, weakreflist) == 16
+               && offsetof(FcGreenlet, dict) == 24 && offsetof(FcGreenlet, pimpl) == 32,
+               "greenlet's 40-byte object on x86-64");
+#endif
+
+/*
+ * The coroutine behind a greenlet object (its pimpl): where it stands, what
+ * it runs, its interpreter state while suspended, and its C stack.
+ */
+struct fc_coro {
     fastco_ctx ctx;             /* where it was suspended */
     fc_thread *thread;          /* owning thread (strong, see fc_thread) */
     PyObject *run;              /* the callable, until it starts */
     FcGreenlet *parent;         /* strong; NULL only for a main greenlet */
-    PyObject *dict;
-    PyObject *weakreflist;
     fc_pystate st;              /* interpreter state while suspended */
     _PyErr_StackItem exc_item;  /* its own root exception item */
     fastco_stack stack;         /* its C stack (none for a main greenlet) */
@@ -112,7 +144,16 @@ extern Py_ssize_t fc_main_greenlets;
 int fc_greenlet_type_ready(void);
 PyObject *fc_set_default_stack_size(PyObject *module, PyObject *arg);
 PyObject *fc_greenlet_switch(PyObject *g, PyObject *value);
+PyObject *fc_greenlet_switch_args(FcGreenlet *g, PyObject *args, PyObject *kwargs);
+PyObject *fc_greenlet_throw(FcGreenlet *g, PyObject *typ, PyObject *val, PyObject *tb);
+int fc_greenlet_setparent(FcGreenlet *g, PyObject *parent);
 void fc_kill_pending(fc_thread *ts);
 void fc_kill_active(fc_thread *ts);
+
+/* module.c */
+PyObject *fc_getcurrent(void);
+
+/* capi.c */
+int fc_capi_add(PyObject *module);
 
 #endif /* FASTCO_GLUE_H */

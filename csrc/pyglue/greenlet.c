@@ -30,6 +30,7 @@
 #include "glue.h"
 #include "../ctx.h"
 
+#include <string.h>
 #include <structmember.h>
 
 /* Bytes of the C stack in the page shared with the frame data chunk. */
@@ -69,15 +70,15 @@ static PyObject *str_run, *str_switch, *str_throw;
  * words (its %R is each thread's main greenlet). */
 static int check_thread(FcGreenlet *g, fc_thread *ts)
 {
-    if (g->thread == ts)
+    if (g->pimpl->thread == ts)
         return 0;
-    if (!g->thread->alive)
+    if (!g->pimpl->thread->alive)
         PyErr_SetString(FcExc_Error,
                         "cannot switch to a different thread (which happens to have exited)");
     else
         PyErr_Format(FcExc_Error,
                      "Cannot switch to a different thread\n\tCurrent:  %R\n\tExpected: %R",
-                     (PyObject *)ts->main, (PyObject *)g->thread->main);
+                     (PyObject *)ts->main, (PyObject *)g->pimpl->thread->main);
     return -1;
 }
 
@@ -85,8 +86,8 @@ static int check_thread(FcGreenlet *g, fc_thread *ts)
  * ancestors that has not finished. */
 static FcGreenlet *live_target(FcGreenlet *g)
 {
-    while (g != NULL && g->state == FC_DEAD)
-        g = g->parent;
+    while (g != NULL && g->pimpl->state == FC_DEAD)
+        g = g->pimpl->parent;
     return g;
 }
 
@@ -103,17 +104,17 @@ static size_t slot_request(size_t size)
  * FC_SPLIT bytes into the page above its stack_size bytes of C stack. */
 static char *stack_split(FcGreenlet *g)
 {
-    char *lo = g->stack.lo;
-    if (fc_pystate_chunk_bytes(g->stack_size) == 0)
-        return lo + g->stack.size;
-    return lo + g->stack_size + FC_SPLIT;
+    char *lo = g->pimpl->stack.lo;
+    if (fc_pystate_chunk_bytes(g->pimpl->stack_size) == 0)
+        return lo + g->pimpl->stack.size;
+    return lo + g->pimpl->stack_size + FC_SPLIT;
 }
 
 /* The root frame data chunk of a started greenlet, or NULL (3.10). */
 static void *own_chunk(FcGreenlet *g)
 {
     char *split = stack_split(g);
-    return split < (char *)g->stack.lo + g->stack.size ? split : NULL;
+    return split < (char *)g->pimpl->stack.lo + g->pimpl->stack.size ? split : NULL;
 }
 
 /* Gets a never-started greenlet of this thread ready to run: looks up the
@@ -133,7 +134,7 @@ static int prepare_start(FcGreenlet *g, fc_thread *ts, PyObject **run_out)
     run = PyObject_GetAttr((PyObject *)g, str_run);
     if (run == NULL)
         return -1;
-    if (g->state != FC_NEW) {
+    if (g->pimpl->state != FC_NEW) {
         Py_DECREF(run);
         return 1;
     }
@@ -141,8 +142,8 @@ static int prepare_start(FcGreenlet *g, fc_thread *ts, PyObject **run_out)
         Py_DECREF(run);
         return -1;
     }
-    if (g->stack.lo == NULL) {
-        err = fastco_stack_get(&g->stack, slot_request(g->stack_size));
+    if (g->pimpl->stack.lo == NULL) {
+        err = fastco_stack_get(&g->pimpl->stack, slot_request(g->pimpl->stack_size));
         if (err != 0) {
             Py_DECREF(run);
             if (err == ENOMEM)
@@ -229,14 +230,14 @@ static int page_used(const char *p)
 static void trim_deep(FcGreenlet *g)
 {
     uintptr_t page = fastco_page_size();
-    char *lo = g->stack.lo, *hi = lo + g->stack.size, *split = stack_split(g);
+    char *lo = g->pimpl->stack.lo, *hi = lo + g->pimpl->stack.size, *split = stack_split(g);
     char *keep_lo = (char *)(((uintptr_t)split - FC_HOT_KEEP) & ~(page - 1));
     char *keep_hi = (char *)(((uintptr_t)split + FC_HOT_KEEP + page - 1) & ~(page - 1));
 
     if (keep_lo - page > lo && page_used(keep_lo - page))
-        fastco_stack_discard(&g->stack, lo, keep_lo);
+        fastco_stack_discard(&g->pimpl->stack, lo, keep_lo);
     if (keep_hi + page < hi && page_used(keep_hi))
-        fastco_stack_discard(&g->stack, keep_hi, hi);
+        fastco_stack_discard(&g->pimpl->stack, keep_hi, hi);
 }
 
 /* Release the stack of a finished greenlet.  (Its final context stays, as
@@ -245,9 +246,9 @@ static void release_dead(fc_thread *ts)
 {
     FcGreenlet *g = ts->dying;
     ts->dying = NULL;
-    fastco_ctx_retire(&g->ctx);
+    fastco_ctx_retire(&g->pimpl->ctx);
     trim_deep(g);
-    fastco_stack_put(&g->stack);
+    fastco_stack_put(&g->pimpl->stack);
     Py_DECREF(g);
 }
 
@@ -294,7 +295,7 @@ static int after_switch(fc_thread *ts, FcGreenlet *self, fc_xfer *x, PyObject *s
     if (ts->dying != NULL)
         release_dead(ts);
     if (start_run != NULL)
-        Py_XSETREF(self->run, start_run);
+        Py_XSETREF(self->pimpl->run, start_run);
     if (origin != NULL && call_trace(ts, x->kind, origin, self) < 0) {
         fc_xfer_clear(x);
         rc = -1;
@@ -310,23 +311,23 @@ static void g_bootstrap(void *arg, void *value);
 /* Links a greenlet that starts into its thread's list of active ones. */
 static void active_link(fc_thread *ts, FcGreenlet *g)
 {
-    g->active_prev = NULL;
-    g->active_next = ts->active;
+    g->pimpl->active_prev = NULL;
+    g->pimpl->active_next = ts->active;
     if (ts->active != NULL)
-        ts->active->active_prev = g;
+        ts->active->pimpl->active_prev = g;
     ts->active = g;
 }
 
 /* Unlinks a greenlet that finished. */
 static void active_unlink(fc_thread *ts, FcGreenlet *g)
 {
-    if (g->active_prev != NULL)
-        g->active_prev->active_next = g->active_next;
+    if (g->pimpl->active_prev != NULL)
+        g->pimpl->active_prev->pimpl->active_next = g->pimpl->active_next;
     else if (ts->active == g)
-        ts->active = g->active_next;
-    if (g->active_next != NULL)
-        g->active_next->active_prev = g->active_prev;
-    g->active_next = g->active_prev = NULL;
+        ts->active = g->pimpl->active_next;
+    if (g->pimpl->active_next != NULL)
+        g->pimpl->active_next->pimpl->active_prev = g->pimpl->active_prev;
+    g->pimpl->active_next = g->pimpl->active_prev = NULL;
 }
 
 /* Leaves the current greenlet for `target`, which is live (or new and
@@ -336,21 +337,21 @@ static void leave_for(fc_thread *ts, FcGreenlet *target)
 {
     FcGreenlet *self = ts->current;
 
-    ts->carry = fc_pystate_save(&self->st, ts->tstate);
+    ts->carry = fc_pystate_save(&self->pimpl->st, ts->tstate);
     ts->origin = self;              /* takes over ts->current's reference */
     Py_INCREF(target);
     ts->current = target;
-    if (target->state == FC_NEW) {
+    if (target->pimpl->state == FC_NEW) {
         char *split = stack_split(target);
-        target->state = FC_ACTIVE;
+        target->pimpl->state = FC_ACTIVE;
         active_link(ts, target);
-        fastco_ctx_make(&target->ctx, target->stack.lo,
-                        (size_t)(split - (char *)target->stack.lo),
+        fastco_ctx_make(&target->pimpl->ctx, target->pimpl->stack.lo,
+                        (size_t)(split - (char *)target->pimpl->stack.lo),
                         g_bootstrap, ts);
     }
-    fastco_ctx_switch_inline(&self->ctx, &target->ctx, target);
+    fastco_ctx_switch_inline(&self->pimpl->ctx, &target->pimpl->ctx, target);
     /* Resumed: some greenlet switched back to us. */
-    fc_pystate_restore(&self->st, ts->tstate, ts->carry);
+    fc_pystate_restore(&self->pimpl->st, ts->tstate, ts->carry);
 }
 
 /* Switches to `target` (see leave_for) and returns what the switch back
@@ -393,7 +394,7 @@ static PyObject *fc_switch(fc_thread *ts, FcGreenlet *g, fc_xfer *x)
                 goto fail;
             return xfer_result(x);
         }
-        if (target->state != FC_NEW)
+        if (target->pimpl->state != FC_NEW)
             break;
         rc = prepare_start(target, ts, &run);
         if (rc < 0)
@@ -440,7 +441,7 @@ static void g_finish(fc_thread *ts, FcGreenlet *self, PyObject *result)
         x.kind = FC_XFER_EXC;
         PyErr_Fetch(&x.a, &x.b, &x.c);
     }
-    self->state = FC_DEAD;
+    self->pimpl->state = FC_DEAD;
     active_unlink(ts, self);
     fc_pystate_finish(ts->tstate, own_chunk(self));
     /* The outcome goes to the first live ancestor; an ancestor that never
@@ -449,7 +450,7 @@ static void g_finish(fc_thread *ts, FcGreenlet *self, PyObject *result)
      * greenlet may, with a new parent), is passed over, with the reason as
      * outcome.  Past the end of the chain, this thread's main greenlet gets
      * it (greenlet aborts the process there). */
-    for (FcGreenlet *candidate = self->parent;;) {
+    for (FcGreenlet *candidate = self->pimpl->parent;;) {
         int rc;
         target = live_target(candidate);
         if (target == NULL) {
@@ -458,10 +459,10 @@ static void g_finish(fc_thread *ts, FcGreenlet *self, PyObject *result)
         }
         if (check_thread(target, ts) < 0) {
             xfer_set_error(&x);
-            candidate = target->parent;
+            candidate = target->pimpl->parent;
             continue;
         }
-        if (target->state != FC_NEW)
+        if (target->pimpl->state != FC_NEW)
             break;
         if (x.kind == FC_XFER_VALUE) {
             PyObject *args = PyTuple_Pack(1, x.a);
@@ -478,7 +479,7 @@ static void g_finish(fc_thread *ts, FcGreenlet *self, PyObject *result)
         if (rc < 0) {
             /* It stays unstarted, as in greenlet; the error goes on up. */
             xfer_set_error(&x);
-            candidate = target->parent;
+            candidate = target->pimpl->parent;
         } else {
             candidate = target;   /* started meanwhile: look again */
         }
@@ -487,7 +488,7 @@ static void g_finish(fc_thread *ts, FcGreenlet *self, PyObject *result)
     ts->start_run = run;
     Py_INCREF(self);
     ts->dying = self;
-    fc_exc_item_clear(&self->exc_item);
+    fc_exc_item_clear(&self->pimpl->exc_item);
     leave_for(ts, target);
     Py_FatalError("fastco: a finished greenlet was resumed");
 }
@@ -497,15 +498,15 @@ static void g_finish(fc_thread *ts, FcGreenlet *self, PyObject *result)
 static void g_body(void *arg)
 {
     FcGreenlet *self = arg;
-    fc_thread *ts = self->thread;
+    fc_thread *ts = self->pimpl->thread;
     PyObject *run = ts->start_run, *result = NULL;
     fc_xfer x;
 
     ts->start_run = NULL;
     if (after_switch(ts, self, &x, run) == 0) {
-        /* self->run stays set while it runs, for the collector to see;
+        /* self->pimpl->run stays set while it runs, for the collector to see;
          * nothing can change it (run cannot be set after the start). */
-        run = Py_NewRef(self->run);
+        run = Py_NewRef(self->pimpl->run);
         switch (x.kind) {
         case FC_XFER_VALUE:
             result = PyObject_CallOneArg(run, x.a);
@@ -526,7 +527,7 @@ static void g_body(void *arg)
     }
     /* Dropping the callable may run Python code (which keeps the outcome
      * pending), as in greenlet. */
-    Py_CLEAR(self->run);
+    Py_CLEAR(self->pimpl->run);
     g_finish(ts, self, result);
 }
 
@@ -535,19 +536,19 @@ static void g_bootstrap(void *arg, void *value)
 {
     fc_thread *ts = arg;
     FcGreenlet *self = value;
-    char *lo = self->stack.lo, *hi = lo + self->stack.size;
+    char *lo = self->pimpl->stack.lo, *hi = lo + self->pimpl->stack.size;
     char *split = stack_split(self);
     fc_fresh fresh;
 
-    fresh.exc_item = &self->exc_item;
-    fresh.context = self->st.context;     /* gr_context set before start */
-    self->st.context = NULL;
+    fresh.exc_item = &self->pimpl->exc_item;
+    fresh.context = self->pimpl->st.context;     /* gr_context set before start */
+    self->pimpl->st.context = NULL;
     fresh.chunk = own_chunk(self);
     fresh.chunk_size = (size_t)(hi - split);
-    fresh.stack_size = self->stack_size;
+    fresh.stack_size = self->pimpl->stack_size;
     fresh.stack_lo = lo;
     fresh.stack_hi = split;
-    fresh.st = &self->st;
+    fresh.st = &self->pimpl->st;
     fc_pystate_start(ts->tstate, ts->carry, &fresh, g_body, self);
 }
 
@@ -560,7 +561,7 @@ static void g_bootstrap(void *arg, void *value)
  * here.  Returns 0, or -1 with an exception set. */
 static int kill_here(fc_thread *ts, FcGreenlet *g)
 {
-    FcGreenlet *oldparent = g->parent;
+    FcGreenlet *oldparent = g->pimpl->parent;
     fc_xfer x = {FC_XFER_EXC, NULL, NULL, NULL};
     PyObject *res;
 
@@ -568,9 +569,9 @@ static int kill_here(fc_thread *ts, FcGreenlet *g)
     x.b = PyUnicode_FromString("Killing the greenlet because all references have vanished.");
     if (x.b == NULL)
         return -1;
-    g->parent = (FcGreenlet *)Py_NewRef((PyObject *)ts->current);
+    g->pimpl->parent = (FcGreenlet *)Py_NewRef((PyObject *)ts->current);
     res = fc_switch(ts, g, &x);
-    Py_SETREF(g->parent, oldparent);
+    Py_SETREF(g->pimpl->parent, oldparent);
     if (res == NULL)
         return -1;
     Py_DECREF(res);
@@ -592,7 +593,7 @@ void fc_kill_pending(fc_thread *ts)
     PyErr_Fetch(&et, &ev, &etb);
     for (Py_ssize_t i = 0; i < PyList_GET_SIZE(list); i++) {
         FcGreenlet *g = (FcGreenlet *)PyList_GET_ITEM(list, i);
-        if (g->state == FC_ACTIVE && g->thread == ts && kill_here(ts, g) < 0)
+        if (g->pimpl->state == FC_ACTIVE && g->pimpl->thread == ts && kill_here(ts, g) < 0)
             PyErr_WriteUnraisable((PyObject *)g);
     }
     Py_DECREF(list);
@@ -615,32 +616,31 @@ void fc_kill_active(fc_thread *ts)
         Py_INCREF(g);
         if (kill_here(ts, g) < 0)
             PyErr_WriteUnraisable((PyObject *)g);
-        if (g->state == FC_ACTIVE) {
+        if (g->pimpl->state == FC_ACTIVE) {
             /* It swallowed GreenletExit: set it aside. */
             active_unlink(ts, g);
-            g->active_next = survivors;
+            g->pimpl->active_next = survivors;
             survivors = g;
             PySys_FormatStderr("GreenletExit did not kill %R at thread exit\n", (PyObject *)g);
         }
         Py_DECREF(g);
     }
     ts->active = survivors;
-    for (g = survivors; g != NULL; g = g->active_next)
-        if (g->active_next != NULL)
-            g->active_next->active_prev = g;
+    for (g = survivors; g != NULL; g = g->pimpl->active_next)
+        if (g->pimpl->active_next != NULL)
+            g->pimpl->active_next->pimpl->active_prev = g;
     PyErr_Restore(et, ev, etb);
 }
 
 /* A suspended greenlet lost its last reference: throw GreenletExit into it
- * so that its finally blocks run, as greenlet does.  Returns 1 if it may be
- * freed now, 0 if it was resurrected (or handed to its own thread). */
-static int kill_on_dealloc(FcGreenlet *self)
+ * so that its finally blocks run, as greenlet does.  `self` holds one
+ * temporary reference (a dealloc's), which the kill may add to: then it is
+ * resurrected.  The exception being raised, if any, is kept. */
+static void kill_dropped(FcGreenlet *self)
 {
-    fc_thread *owner = self->thread;
+    fc_thread *owner = self->pimpl->thread;
     PyObject *et, *ev, *etb;
-    Py_ssize_t refcnt;
 
-    Py_SET_REFCNT(self, 1);
     PyErr_Fetch(&et, &ev, &etb);
     if (owner->alive && !fc_py_finalizing()) {
         if (owner->tstate != fc_tstate()) {
@@ -654,7 +654,7 @@ static int kill_on_dealloc(FcGreenlet *self)
         } else if (fc_thread_get() == owner) {   /* also points fc_tls at it */
             if (kill_here(owner, self) < 0)
                 PyErr_WriteUnraisable((PyObject *)self);
-            if (Py_REFCNT(self) == 1 && self->state == FC_ACTIVE) {
+            if (Py_REFCNT(self) == 1 && self->pimpl->state == FC_ACTIVE) {
                 /* It swallowed GreenletExit and is still alive: complain and
                  * keep it, as greenlet does. */
                 PySys_FormatStderr("GreenletExit did not kill %R\n", (PyObject *)self);
@@ -665,6 +665,17 @@ static int kill_on_dealloc(FcGreenlet *self)
         }
     }
     PyErr_Restore(et, ev, etb);
+}
+
+/* kill_dropped from within tp_dealloc, for a greenlet whose finalizer ran
+ * already (see green_dealloc).  Returns 1 if it may be freed now, 0 if it
+ * was resurrected (or handed to its own thread). */
+static int kill_on_dealloc(FcGreenlet *self)
+{
+    Py_ssize_t refcnt;
+
+    Py_SET_REFCNT(self, 1);
+    kill_dropped(self);
     refcnt = Py_REFCNT(self) - 1;
     Py_SET_REFCNT(self, refcnt);
     if (refcnt != 0) {
@@ -684,15 +695,55 @@ static int kill_on_dealloc(FcGreenlet *self)
 /* Main greenlets that exist (greenlet reports the same number). */
 Py_ssize_t fc_main_greenlets;
 
+/* Coroutine states of freed greenlets, kept for the next ones (a LIFO list
+ * linked through their first word; the GIL guards it), so that making a
+ * greenlet costs no allocation in a steady state.  At most FC_CORO_KEEP. */
+#define FC_CORO_KEEP 256
+static void *coro_cache;
+static int coro_cached;
+
+/* A zeroed coroutine state for a new greenlet object, or NULL with
+ * MemoryError. */
+static fc_coro *coro_alloc(void)
+{
+    fc_coro *co = coro_cache;
+    if (co != NULL) {
+        coro_cache = *(void **)co;
+        coro_cached--;
+        memset(co, 0, sizeof(*co));
+        return co;
+    }
+    co = PyObject_Calloc(1, sizeof(*co));
+    if (co == NULL)
+        PyErr_NoMemory();
+    return co;
+}
+
+static void coro_free(fc_coro *co)
+{
+    if (coro_cached < FC_CORO_KEEP) {
+        *(void **)co = coro_cache;
+        coro_cache = co;
+        coro_cached++;
+        return;
+    }
+    PyObject_Free(co);
+}
+
 FcGreenlet *fc_greenlet_new_main(fc_thread *ts)
 {
     FcGreenlet *g = (FcGreenlet *)FcGreenlet_Type.tp_alloc(&FcGreenlet_Type, 0);
     if (g == NULL)
         return NULL;
-    g->thread = ts;
+    g->pimpl = coro_alloc();
+    if (g->pimpl == NULL) {
+        Py_DECREF(g);
+        return NULL;
+    }
+    g->pimpl->thread = ts;
     fc_thread_incref(ts);
-    g->state = FC_ACTIVE;
-    g->is_main = 1;
+    g->pimpl->state = FC_ACTIVE;
+    g->pimpl->is_main = 1;
     fc_main_greenlets++;
     return g;
 }
@@ -721,10 +772,15 @@ static PyObject *green_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
     g = (FcGreenlet *)type->tp_alloc(type, 0);
     if (g == NULL)
         return NULL;
-    g->thread = ts;
+    g->pimpl = coro_alloc();
+    if (g->pimpl == NULL) {
+        Py_DECREF(g);
+        return NULL;
+    }
+    g->pimpl->thread = ts;
     fc_thread_incref(ts);
-    g->parent = (FcGreenlet *)Py_NewRef((PyObject *)ts->current);
-    g->stack_size = default_stack_size;
+    g->pimpl->parent = (FcGreenlet *)Py_NewRef((PyObject *)ts->current);
+    g->pimpl->stack_size = default_stack_size;
     return (PyObject *)g;
 }
 
@@ -766,7 +822,7 @@ static int green_init(FcGreenlet *self, PyObject *args, PyObject *kwds)
         return -1;
     if (check_stack_size(stack_size) < 0)
         return -1;
-    if (stack_size != 0 && self->state != FC_NEW) {
+    if (stack_size != 0 && self->pimpl->state != FC_NEW) {
         PyErr_SetString(PyExc_ValueError,
                         "stack_size cannot be set after the greenlet started");
         return -1;
@@ -778,55 +834,100 @@ static int green_init(FcGreenlet *self, PyObject *args, PyObject *kwds)
     if (parent != Py_None && green_setparent(self, parent, NULL) < 0)
         return -1;
     if (stack_size != 0)
-        self->stack_size = round_stack_size((size_t)stack_size);
+        self->pimpl->stack_size = round_stack_size((size_t)stack_size);
     return 0;
 }
 
 static int green_traverse(FcGreenlet *self, visitproc visit, void *arg)
 {
-    Py_VISIT(self->run);
-    Py_VISIT(self->parent);
+    fc_coro *co = self->pimpl;
     Py_VISIT(self->dict);
-    Py_VISIT(self->st.context);
-    return fc_exc_item_traverse(&self->exc_item, visit, arg);
+    if (co == NULL)
+        return 0;
+    Py_VISIT(co->run);
+    Py_VISIT(co->parent);
+    Py_VISIT(co->st.context);
+    return fc_exc_item_traverse(&co->exc_item, visit, arg);
 }
 
 /* Suspended greenlets are roots for the collector, as in greenlet: what
  * their frames reference is reachable while they may resume. */
 static int green_is_gc(FcGreenlet *self)
 {
-    return self->state != FC_ACTIVE || self->is_main || !self->thread->alive;
+    fc_coro *co = self->pimpl;
+    return co == NULL || co->state != FC_ACTIVE || co->is_main || !co->thread->alive;
 }
 
 static int green_clear(FcGreenlet *self)
 {
-    Py_CLEAR(self->run);
-    Py_CLEAR(self->parent);
+    fc_coro *co = self->pimpl;
     Py_CLEAR(self->dict);
-    Py_CLEAR(self->st.context);
-    fc_exc_item_clear(&self->exc_item);
+    if (co != NULL) {
+        Py_CLEAR(co->run);
+        Py_CLEAR(co->parent);
+        Py_CLEAR(co->st.context);
+        fc_exc_item_clear(&co->exc_item);
+    }
     return 0;
+}
+
+/* Whether `self` is a started, unfinished, non-main greenlet: one that is
+ * killed when it is dropped. */
+static int is_suspended_child(FcGreenlet *self)
+{
+    fc_coro *co = self->pimpl;
+    return co != NULL && co->state == FC_ACTIVE && !co->is_main;
+}
+
+/* tp_finalize (PEP 442): a suspended greenlet about to be freed gets
+ * GreenletExit thrown in (kill_dropped).  Done here rather than only in
+ * tp_dealloc so that a subclass's dealloc (Cython's, or CPython's for
+ * classes) runs it first, while the subclass's own fields, which the
+ * greenlet's code may still use, are intact; and a greenlet the kill
+ * resurrects comes back whole.  Only when called for a dealloc (the
+ * object's one reference is the temporary one): an explicit __del__()
+ * call on a live greenlet does nothing. */
+static void green_finalize(FcGreenlet *self)
+{
+    if (is_suspended_child(self) && Py_REFCNT(self) == 1)
+        kill_dropped(self);
 }
 
 static void green_dealloc(FcGreenlet *self)
 {
+    fc_coro *co = self->pimpl;
+
+    if (is_suspended_child(self)) {
+        /* green_finalize, unless a subclass's dealloc ran it already.  The
+         * object must be tracked in case it is resurrected (untracked first:
+         * PyObject_GC_IsTracked asks tp_is_gc, which says no here). */
+        PyObject_GC_UnTrack(self);
+        PyObject_GC_Track(self);
+        if (PyObject_CallFinalizerFromDealloc((PyObject *)self) < 0)
+            return;   /* resurrected */
+    }
     PyObject_GC_UnTrack(self);
-    if (self->state == FC_ACTIVE && !self->is_main && !kill_on_dealloc(self))
+    /* Still suspended: finalized once already and resurrected then, or its
+     * finalizer replaced by a subclass's __del__.  Killed here. */
+    if (is_suspended_child(self) && !kill_on_dealloc(self))
         return;
     if (self->weakreflist != NULL)
         PyObject_ClearWeakRefs((PyObject *)self);
     green_clear(self);
-    if (self->stack.lo != NULL && self->state != FC_ACTIVE) {
-        /* Prepared to start but never switched to. */
-        fastco_stack_put(&self->stack);
+    if (co != NULL) {   /* NULL: made by object.__new__ (see green_new) */
+        if (co->stack.lo != NULL && co->state != FC_ACTIVE) {
+            /* Prepared to start but never switched to. */
+            fastco_stack_put(&co->stack);
+        }
+        /* An active greenlet left here could not be killed (its thread is
+         * gone, or the interpreter is shutting down): its suspended frames
+         * still point into its stack, which is therefore never reused. */
+        fc_thread_decref(co->thread);
+        if (co->is_main)
+            fc_main_greenlets--;
+        self->pimpl = NULL;
+        coro_free(co);
     }
-    /* An active greenlet left here could not be killed (its thread is gone,
-     * or the interpreter is shutting down): its suspended frames still
-     * point into its stack, which is therefore never reused. */
-    if (self->thread != NULL)   /* NULL: made by object.__new__ (see green_new) */
-        fc_thread_decref(self->thread);
-    if (self->is_main)
-        fc_main_greenlets--;
     Py_TYPE(self)->tp_free((PyObject *)self);
 }
 
@@ -899,23 +1000,47 @@ PyObject *fc_greenlet_switch(PyObject *g, PyObject *value)
     return fc_switch(ts, (FcGreenlet *)g, &x);
 }
 
+/* g.switch(*args, **kwargs) for C callers (greenlet's C API): args a
+ * tuple, kwargs a dict or NULL.  Borrows them. */
+PyObject *fc_greenlet_switch_args(FcGreenlet *g, PyObject *args, PyObject *kwargs)
+{
+    fc_thread *ts = fc_thread_get();
+    fc_xfer x = {FC_XFER_ARGS, NULL, NULL, NULL};
+
+    if (ts == NULL)
+        return NULL;
+    x.a = Py_NewRef(args);
+    x.b = Py_XNewRef(kwargs);
+    return fc_switch(ts, g, &x);
+}
+
 /* throw(typ=GreenletExit, val=None, tb=None) */
 static PyObject *green_throw(FcGreenlet *self, PyObject *args)
 {
     PyObject *typ = FcExc_GreenletExit, *val = Py_None, *tb = Py_None;
-    fc_thread *ts;
-    fc_xfer x = {FC_XFER_EXC, NULL, NULL, NULL};
 
     if (!PyArg_UnpackTuple(args, "throw", 0, 3, &typ, &val, &tb))
         return NULL;
+    return fc_greenlet_throw(self, typ, val, tb);
+}
+
+/* g.throw(typ, val, tb) for C callers (greenlet's C API too): val and tb
+ * may be NULL, for None.  Borrows its arguments. */
+PyObject *fc_greenlet_throw(FcGreenlet *self, PyObject *typ, PyObject *val, PyObject *tb)
+{
+    fc_thread *ts;
+    fc_xfer x = {FC_XFER_EXC, NULL, NULL, NULL};
+
+    if (val == NULL)
+        val = Py_None;
     if (tb == Py_None)
         tb = NULL;
-    else if (!PyTraceBack_Check(tb)) {
+    else if (tb != NULL && !PyTraceBack_Check(tb)) {
         PyErr_SetString(PyExc_TypeError,
                         "throw() third argument must be a traceback object");
         return NULL;
     }
-    if (PyExceptionClass_Check(typ)) {
+    if (typ != NULL && PyExceptionClass_Check(typ)) {
         x.a = Py_NewRef(typ);
         x.b = Py_NewRef(val);
         x.c = Py_XNewRef(tb);
@@ -924,7 +1049,7 @@ static PyObject *green_throw(FcGreenlet *self, PyObject *args)
             fc_xfer_clear(&x);
             return NULL;
         }
-    } else if (PyExceptionInstance_Check(typ)) {
+    } else if (typ != NULL && PyExceptionInstance_Check(typ)) {
         if (val != Py_None) {
             PyErr_SetString(PyExc_TypeError,
                             "instance exception may not have a separate value");
@@ -936,7 +1061,7 @@ static PyObject *green_throw(FcGreenlet *self, PyObject *args)
     } else {
         PyErr_Format(PyExc_TypeError,
                      "exceptions must be classes, or instances, not %s",
-                     Py_TYPE(typ)->tp_name);
+                     typ != NULL ? Py_TYPE(typ)->tp_name : "NULL");
         return NULL;
     }
     ts = fc_thread_get();
@@ -946,7 +1071,7 @@ static PyObject *green_throw(FcGreenlet *self, PyObject *args)
     }
     /* Into a finished greenlet, GreenletExit turns into a plain value for its
      * parent, as greenlet does; other exceptions go to the parent as such. */
-    if (self->state == FC_DEAD
+    if (self->pimpl->state == FC_DEAD
         && PyErr_GivenExceptionMatches(x.a, FcExc_GreenletExit)) {
         PyObject *exc = x.b;
         x.b = NULL;
@@ -959,53 +1084,59 @@ static PyObject *green_throw(FcGreenlet *self, PyObject *args)
 
 static int green_bool(FcGreenlet *self)
 {
-    return self->state == FC_ACTIVE && self->thread->alive;
+    return self->pimpl->state == FC_ACTIVE && self->pimpl->thread->alive;
 }
 
 static PyObject *green_getdead(FcGreenlet *self, void *closure)
 {
     (void)closure;
-    return PyBool_FromLong(self->state == FC_DEAD
-                           || (self->state == FC_ACTIVE && !self->thread->alive));
+    return PyBool_FromLong(self->pimpl->state == FC_DEAD
+                           || (self->pimpl->state == FC_ACTIVE && !self->pimpl->thread->alive));
 }
 
 static PyObject *green_getrun(FcGreenlet *self, void *closure)
 {
     (void)closure;
-    if (self->state != FC_NEW || self->run == NULL) {
+    if (self->pimpl->state != FC_NEW || self->pimpl->run == NULL) {
         PyErr_SetObject(PyExc_AttributeError, str_run);
         return NULL;
     }
-    return Py_NewRef(self->run);
+    return Py_NewRef(self->pimpl->run);
 }
 
 static int green_setrun(FcGreenlet *self, PyObject *run, void *closure)
 {
     (void)closure;
-    if (self->state != FC_NEW) {
+    if (self->pimpl->state != FC_NEW) {
         PyErr_SetString(PyExc_AttributeError,
                         "run cannot be set after the start of the greenlet");
         return -1;
     }
-    Py_XSETREF(self->run, Py_XNewRef(run));
+    Py_XSETREF(self->pimpl->run, Py_XNewRef(run));
     return 0;
 }
 
 static PyObject *green_getparent(FcGreenlet *self, void *closure)
 {
     (void)closure;
-    return Py_NewRef(self->parent ? (PyObject *)self->parent : Py_None);
+    return Py_NewRef(self->pimpl->parent ? (PyObject *)self->pimpl->parent : Py_None);
 }
 
 static int green_setparent(FcGreenlet *self, PyObject *parent, void *closure)
 {
-    FcGreenlet *p;
     (void)closure;
+    return fc_greenlet_setparent(self, parent);
+}
+
+/* g.parent = parent (NULL: del g.parent), for C callers too. */
+int fc_greenlet_setparent(FcGreenlet *self, PyObject *parent)
+{
+    FcGreenlet *p;
     if (parent == NULL) {
         PyErr_SetString(PyExc_AttributeError, "can't delete attribute");
         return -1;
     }
-    if (self->is_main) {
+    if (self->pimpl->is_main) {
         PyErr_SetString(PyExc_AttributeError, "cannot set the parent of a main greenlet");
         return -1;
     }
@@ -1015,31 +1146,31 @@ static int green_setparent(FcGreenlet *self, PyObject *parent, void *closure)
                      Py_TYPE(parent)->tp_name);
         return -1;
     }
-    for (p = (FcGreenlet *)parent; p != NULL; p = p->parent) {
+    for (p = (FcGreenlet *)parent; p != NULL; p = p->pimpl->parent) {
         if (p == self) {
             PyErr_SetString(PyExc_ValueError, "cyclic parent chain");
             return -1;
         }
     }
     p = (FcGreenlet *)parent;
-    if (p->thread != self->thread) {
+    if (p->pimpl->thread != self->pimpl->thread) {
         /* A greenlet belongs to the thread of its parent chain: one that has
          * not started yet may move to another thread with a new parent. */
-        if (self->state != FC_NEW) {
+        if (self->pimpl->state != FC_NEW) {
             PyErr_SetString(PyExc_ValueError, "parent cannot be on a different thread");
             return -1;
         }
-        fc_thread_incref(p->thread);
-        fc_thread_decref(self->thread);
-        self->thread = p->thread;
+        fc_thread_incref(p->pimpl->thread);
+        fc_thread_decref(self->pimpl->thread);
+        self->pimpl->thread = p->pimpl->thread;
     }
-    Py_XSETREF(self->parent, (FcGreenlet *)Py_NewRef(parent));
+    Py_XSETREF(self->pimpl->parent, (FcGreenlet *)Py_NewRef(parent));
     return 0;
 }
 
 static int is_running(FcGreenlet *self)
 {
-    return self->thread->alive && self->thread->current == self;
+    return self->pimpl->thread->alive && self->pimpl->thread->current == self;
 }
 
 /* A suspended greenlet's frames stay where they are while it is suspended
@@ -1049,8 +1180,8 @@ static PyObject *green_getframe(FcGreenlet *self, void *closure)
 {
     PyFrameObject *f = NULL;
     (void)closure;
-    if (self->state == FC_ACTIVE && self->thread->alive && !is_running(self))
-        f = fc_pystate_frame(&self->st, fc_tstate());
+    if (self->pimpl->state == FC_ACTIVE && self->pimpl->thread->alive && !is_running(self))
+        f = fc_pystate_frame(&self->pimpl->st, fc_tstate());
     return f != NULL ? (PyObject *)f : Py_NewRef(Py_None);
 }
 
@@ -1059,15 +1190,15 @@ static PyObject *green_getcontext(FcGreenlet *self, void *closure)
     PyObject *ctx;
     (void)closure;
     if (is_running(self)) {
-        if (self->thread->tstate != fc_tstate()) {
+        if (self->pimpl->thread->tstate != fc_tstate()) {
             PyErr_SetString(PyExc_ValueError,
                             "cannot get context of a greenlet that is running in a different "
                             "thread");
             return NULL;
         }
-        ctx = self->thread->tstate->context;
+        ctx = self->pimpl->thread->tstate->context;
     } else {
-        ctx = self->st.context;
+        ctx = self->pimpl->st.context;
     }
     return Py_NewRef(ctx != NULL ? ctx : Py_None);
 }
@@ -1088,17 +1219,17 @@ static int green_setcontext(FcGreenlet *self, PyObject *ctx, void *closure)
     }
     if (is_running(self)) {
         PyThreadState *tstate;
-        if (self->thread->tstate != fc_tstate()) {
+        if (self->pimpl->thread->tstate != fc_tstate()) {
             PyErr_SetString(PyExc_ValueError,
                             "cannot set context of a greenlet that is running in a different "
                             "thread");
             return -1;
         }
-        tstate = self->thread->tstate;
+        tstate = self->pimpl->thread->tstate;
         Py_XSETREF(tstate->context, Py_XNewRef(ctx));
         tstate->context_ver++;
     } else {
-        Py_XSETREF(self->st.context, Py_XNewRef(ctx));
+        Py_XSETREF(self->pimpl->st.context, Py_XNewRef(ctx));
     }
     return 0;
 }
@@ -1113,30 +1244,30 @@ static PyObject *green_getstacksaved(FcGreenlet *self, void *closure)
 static PyObject *green_getstacksize(FcGreenlet *self, void *closure)
 {
     (void)closure;
-    if (self->is_main)
+    if (self->pimpl->is_main)
         Py_RETURN_NONE;
-    return PyLong_FromSize_t(self->stack_size);
+    return PyLong_FromSize_t(self->pimpl->stack_size);
 }
 
 /* Whether `self` is the running greenlet of the calling thread. */
 static int is_current_here(FcGreenlet *self)
 {
-    return is_running(self) && self->thread->tstate == fc_tstate();
+    return is_running(self) && self->pimpl->thread->tstate == fc_tstate();
 }
 
 static PyObject *green_repr(FcGreenlet *self)
 {
     const char *tp_name = Py_TYPE(self)->tp_name;
-    if (self->state == FC_DEAD || !self->thread->alive)
+    if (self->pimpl->state == FC_DEAD || !self->pimpl->thread->alive)
         return PyUnicode_FromFormat("<%s object at %p (otid=%p)%s dead>", tp_name,
-                                    self, self->thread,
-                                    self->thread->alive ? "" : " (thread exited)");
+                                    self, self->pimpl->thread,
+                                    self->pimpl->thread->alive ? "" : " (thread exited)");
     return PyUnicode_FromFormat(
-        "<%s object at %p (otid=%p)%s%s%s%s>", tp_name, self, self->thread,
-        is_current_here(self) ? " current" : self->state == FC_ACTIVE ? " suspended" : "",
-        self->state == FC_ACTIVE ? " active" : "",
-        self->state == FC_NEW ? " pending" : " started",
-        self->is_main ? " main" : "");
+        "<%s object at %p (otid=%p)%s%s%s%s>", tp_name, self, self->pimpl->thread,
+        is_current_here(self) ? " current" : self->pimpl->state == FC_ACTIVE ? " suspended" : "",
+        self->pimpl->state == FC_ACTIVE ? " active" : "",
+        self->pimpl->state == FC_NEW ? " pending" : " started",
+        self->pimpl->is_main ? " main" : "");
 }
 
 static PyObject *green_getstate(FcGreenlet *self, PyObject *unused)
@@ -1206,6 +1337,7 @@ PyTypeObject FcGreenlet_Type = {
     .tp_init = (initproc)green_init,
     .tp_new = green_new,
     .tp_is_gc = (inquiry)green_is_gc,
+    .tp_finalize = (destructor)green_finalize,
 };
 
 int fc_greenlet_type_ready(void)

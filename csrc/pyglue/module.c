@@ -15,11 +15,11 @@
 #include <stdio.h>
 #include <string.h>
 
-static PyObject *mod_getcurrent(PyObject *module, PyObject *unused)
+/* getcurrent(), for C callers too (greenlet's C API): a new reference, or
+ * NULL with an exception. */
+PyObject *fc_getcurrent(void)
 {
     fc_thread *ts;
-    (void)module;
-    (void)unused;
     if (fc_py_finalizing()) {
         /* No greenlet can run any more: greenlet 3.5 says so, in these words,
          * rather than hand out one (code run by the final collections). */
@@ -32,6 +32,13 @@ static PyObject *mod_getcurrent(PyObject *module, PyObject *unused)
     if (ts->pending_kills != NULL)
         fc_kill_pending(ts);   /* greenlet does it here too */
     return Py_NewRef((PyObject *)ts->current);
+}
+
+static PyObject *mod_getcurrent(PyObject *module, PyObject *unused)
+{
+    (void)module;
+    (void)unused;
+    return fc_getcurrent();
 }
 
 static PyObject *mod_settrace(PyObject *module, PyObject *callback)
@@ -95,6 +102,19 @@ static PyObject *mod_get_tstate_trash_delete_nesting(PyObject *module, PyObject 
     return PyLong_FromLong(n);
 }
 
+/* While fastco serves as the greenlet module, its greenlet type carries
+ * greenlet's name, greenlet.greenlet: in reprs, and in the messages that C
+ * code checking argument types writes (PyArg_ParseTuple's "O!" says
+ * "argument 1 must be greenlet.greenlet", as with greenlet). */
+static PyObject *mod_name_as_greenlet(PyObject *module, PyObject *unused)
+{
+    (void)module;
+    (void)unused;
+    FcGreenlet_Type.tp_name = "greenlet.greenlet";
+    PyType_Modified(&FcGreenlet_Type);
+    Py_RETURN_NONE;
+}
+
 static PyMethodDef native_methods[] = {
     {"getcurrent", mod_getcurrent, METH_NOARGS,
      "getcurrent()\n--\n\nThe greenlet running now (the thread's main one at first)."},
@@ -122,6 +142,10 @@ static PyMethodDef native_methods[] = {
      "Set the C stack size of greenlets created without stack_size (0: back\n"
      "to 8 MiB) and return the previous one.  Smaller stacks cost less\n"
      "address space and page tables; recursion limits scale with them."},
+    {"_name_as_greenlet", mod_name_as_greenlet, METH_NOARGS,
+     "_name_as_greenlet()\n--\n\n"
+     "Name the greenlet type greenlet.greenlet (the provider module, which\n"
+     "serves fastco as greenlet, calls it once)."},
     {NULL, NULL, 0, NULL}
 };
 
@@ -162,7 +186,8 @@ static PyObject *make_module(void)
     if (PyModule_AddObjectRef(m, "greenlet", (PyObject *)&FcGreenlet_Type) < 0
         || PyModule_AddObjectRef(m, "GreenletExit", FcExc_GreenletExit) < 0
         || PyModule_AddObjectRef(m, "error", FcExc_Error) < 0
-        || fc_hub_module_init(m) < 0)   /* the hub's native core (hub.c) */
+        || fc_hub_module_init(m) < 0    /* the hub's native core (hub.c) */
+        || fc_capi_add(m) < 0)          /* greenlet's C API (capi.c) */
         goto fail;
     /* greenlet.greenlet carries these as class attributes too. */
     d = FcGreenlet_Type.tp_dict;

@@ -70,7 +70,7 @@ static void thread_end(fc_thread *ts)
     Py_CLEAR(ts->pending_kills);
     Py_CLEAR(ts->start_run);
     if (main != NULL)
-        main->state = FC_DEAD;
+        main->pimpl->state = FC_DEAD;
     Py_XDECREF(current);
     Py_XDECREF(main);
 }

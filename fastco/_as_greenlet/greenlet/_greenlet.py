@@ -13,7 +13,10 @@ from __future__ import annotations
 import sys
 
 from fastco import GreenletExit, error, getcurrent, gettrace, greenlet, settrace
-from fastco._native import get_total_main_greenlets, set_thread_local
+from fastco._native import _C_API, _name_as_greenlet, get_total_main_greenlets, set_thread_local
+
+# Served as greenlet, the type bears greenlet's name (reprs, C-level messages).
+_name_as_greenlet()
 
 #: Switches are traced (settrace), greenlets are collected by the cyclic GC,
 #: and each greenlet runs in its own contextvars context (greenback checks
@@ -48,6 +51,7 @@ def get_clocks_used_doing_optional_cleanup() -> int | None:
 
 
 __all__ = [
+    "_C_API",
     "CLOCKS_PER_SEC",
     "GREENLET_USE_CONTEXT_VARS",
     "GREENLET_USE_GC",
