@@ -389,6 +389,8 @@ def run_file(python: str, impl: str, file: str, plan: dict, env: dict[str, str],
 
 def check_impl(run: FileRun, pure_python: bool, gevent_dir: Path) -> str | None:
     """Why `run` did not run on what it asked for, or None."""
+    if not run.impl_seen and run.outcomes[PROCESS]["outcome"] == "pass":
+        return f"{run.file} on {run.impl}: the process never imported greenlet"
     for seen in run.impl_seen:
         if seen["gevent"] and not seen["gevent"].startswith(str(gevent_dir) + os.sep):
             return f"{run.file} on {run.impl}: imported gevent from {seen['gevent']}"
