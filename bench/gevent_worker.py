@@ -7,8 +7,9 @@
 gevent takes its greenlet once per process, and greenlet and fastco-as-
 greenlet cannot share one, so bench/test_bench_gevent.py compares the two
 through a worker each: it writes one line to stdin per round, the worker
-runs OPS operations of WORKLOAD and answers one line.  The pipe round trip
-costs both the same, and is small beside OPS operations.
+runs OPS operations of WORKLOAD and answers ``done CPU``, CPU being the
+CPU seconds the process spent on them.  The pipe round trip costs both the
+same, and is small beside OPS operations.
 
 The first line the worker prints is ``ready IMPL MODE``: IMPL is ``fastco``
 or ``greenlet`` (what ``import greenlet`` gave), MODE ``compiled`` when
@@ -28,6 +29,7 @@ Workloads (an operation each):
 from __future__ import annotations
 
 import sys
+import time
 from collections.abc import Callable
 
 import gevent
@@ -100,8 +102,9 @@ def main(name: str, ops: int) -> None:
     rounds()                                                    # warm up
     ready()
     for _ in sys.stdin:
+        cpu = time.process_time()
         rounds()
-        sys.stdout.write("done\n")
+        sys.stdout.write(f"done {time.process_time() - cpu:.9f}\n")
         sys.stdout.flush()
 
 
