@@ -212,7 +212,21 @@ def default_gevent_dir(python: str, version: str) -> Path:
     return Path(tempfile.gettempdir()) / f"fastco-gevent-{version}-{tag}"
 
 
-def install_gevent(python: str, dest: Path, version: str) -> None:
+def fetch_sdist(python: str, workdir: Path, version: str) -> Path:
+    """gevent's sdist, downloaded once into workdir (for every interpreter:
+    pip prepares its metadata, which takes most of a minute)."""
+    dl = workdir / "download"
+    sdist = dl / f"gevent-{version}.tar.gz"
+    if not sdist.is_file():
+        cmd = [python, "-m", "pip", "download", "-q", "--no-binary", "gevent", "--no-deps",
+               "--dest", str(dl), f"gevent=={version}"]
+        say("+", " ".join(cmd))
+        if subprocess.run(cmd, env=base_env()).returncode != 0:
+            raise SystemExit(f"gevent_suite: cannot download gevent {version}'s sdist")
+    return sdist
+
+
+def install_gevent(python: str, dest: Path, version: str, workdir: Path) -> None:
     """gevent's wheel at `version` installed into dest (pip --target, reused
     when there), with setup.py and examples/ of its sdist beside it.
 
@@ -238,6 +252,7 @@ def install_gevent(python: str, dest: Path, version: str) -> None:
     ready = dest / ".gevent-suite-ready"
     if ready.is_file():
         return
+    sdist = fetch_sdist(python, workdir, version)
     tmp = Path(tempfile.mkdtemp(prefix=dest.name + ".", dir=dest.parent))
     cmd = [python, "-m", "pip", "install", "-q", "--no-deps", "--only-binary", "gevent",
            "--target", str(tmp), f"gevent=={version}"]
@@ -245,14 +260,8 @@ def install_gevent(python: str, dest: Path, version: str) -> None:
     if subprocess.run(cmd, env=base_env()).returncode != 0:
         shutil.rmtree(tmp)
         raise SystemExit(f"gevent_suite: cannot install gevent {version}'s wheel")
-    cmd = [python, "-m", "pip", "download", "-q", "--no-binary", ":all:", "--no-deps",
-           "--dest", str(tmp / "sdist"), f"gevent=={version}"]
-    say("+", " ".join(cmd))
-    if subprocess.run(cmd, env=base_env()).returncode != 0:
-        shutil.rmtree(tmp)
-        raise SystemExit(f"gevent_suite: cannot download gevent {version}'s sdist")
     top = f"gevent-{version}/"
-    with tarfile.open(tmp / "sdist" / f"gevent-{version}.tar.gz") as tar:
+    with tarfile.open(sdist) as tar:
         members = [m for m in tar.getmembers()
                    if m.name == top + "setup.py" or m.name.startswith(top + "examples/")]
         for m in members:
@@ -261,7 +270,6 @@ def install_gevent(python: str, dest: Path, version: str) -> None:
             tar.extractall(tmp, members=members, filter="data")
         else:
             tar.extractall(tmp, members=members)   # noqa: S202 - a PyPI sdist
-    shutil.rmtree(tmp / "sdist")
     (tmp / ready.name).write_text(version, encoding="utf-8")
     shutil.rmtree(dest, ignore_errors=True)
     tmp.rename(dest)
@@ -447,7 +455,7 @@ def main() -> int:
     python = args.python if os.sep not in args.python else os.path.abspath(args.python)
 
     gevent_dir = (args.gevent_dir or default_gevent_dir(python, args.gevent_version)).resolve()
-    install_gevent(python, gevent_dir, args.gevent_version)
+    install_gevent(python, gevent_dir, args.gevent_version, workdir)
     env = base_env()
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(gevent_dir), env.get("PYTHONPATH")]))
     if args.pure_python:
