@@ -59,7 +59,8 @@ SOURCES = [
     "csrc/guard.c",
     "csrc/pyglue/pystate.c",
     "csrc/pyglue/thread.c",
-    "csrc/pyglue/greenlet.c",
+    "csrc/pyglue/greenlet.c",  # the greenlet type (Python-facing)
+    "csrc/pyglue/coro.c",      # the coroutine behind it: switch, start, end, kills
     "csrc/pyglue/capi.c",      # greenlet's C API: the capsule greenlet._C_API
     "csrc/pyglue/module.c",
     "csrc/pyglue/hub.c",       # the hub's native core: ring, timers, loop

@@ -59,6 +59,28 @@ def assert_cycles_leave_nothing(code: str, warm: int, rounds: int) -> None:
     assert "timers=0" in m["hub"] and "fd_waiters=0" in m["hub"], m
 
 
+def build_c_extension(source: Path, out_dir: Path, name: str, strict: bool = True,
+                      include: tuple[Path, ...] = ()) -> Path:
+    """Compile the C extension module `name` from `source` into out_dir, for
+    this interpreter, with its compiler settings, and warnings as errors if
+    `strict` (not for generated code); returns the built file.  Skips the
+    test where there is no C compiler."""
+    import shlex
+    import shutil
+    import sysconfig
+
+    cc = shlex.split(sysconfig.get_config_var("CC") or "cc")
+    if shutil.which(cc[0]) is None:
+        pytest.skip(f"no C compiler ({cc[0]})")
+    out = out_dir / (name + sysconfig.get_config_var("EXT_SUFFIX"))
+    warn = ["-Wall", "-Wextra", "-Werror"] if strict else ["-w"]
+    cmd = [*cc, "-shared", "-fPIC", "-O1", *warn, "-I" + sysconfig.get_paths()["include"],
+           *("-I" + str(d) for d in include), str(source), "-o", str(out)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return out
+
+
 def frame_chain(frame: FrameType | None) -> list[FrameType]:
     """`frame` and the frames under it (its f_back chain), innermost first."""
     frames = []

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import socket
 import subprocess
@@ -30,6 +31,10 @@ g1.join()
 g2.join()
 g3.join()
 """
+
+#: Put first in a gevent program run with FASTCO_AS_GREENLET=1: it fails
+#: unless gevent's greenlets are fastco's.
+AS_FASTCO = "import greenlet, fastco; assert greenlet.greenlet is fastco.greenlet\n"
 
 LINE = re.compile(r"<(\w+) at (0x[0-9a-f]+): f\(5\)> (\d)")
 
@@ -63,6 +68,11 @@ def test_seed_gevent_program_interleaves_like_gevent(arg, expected) -> None:
     ref = run_python(arg, code=GEVENT_SEED, timeout=60)
     assert ref.returncode == 0, ref.stderr
     assert _turns(ref.stdout, "Greenlet") == expected
+    # And gevent itself, its compiled modules, on fastco's switch (issue 12).
+    on = run_python("-W", "error::RuntimeWarning", "-c", AS_FASTCO + GEVENT_SEED, arg,
+                    timeout=60, env={"FASTCO_AS_GREENLET": "1"})
+    assert on.returncode == 0, on.stderr
+    assert _turns(on.stdout, "Greenlet") == expected
 
 
 def test_seed_gevent_program_is_the_seeds() -> None:
@@ -74,13 +84,23 @@ def test_seed_gevent_program_is_the_seeds() -> None:
     assert "gevent" not in re.sub(r"#.*|\"\"\"[\s\S]*?\"\"\"", "", source)
 
 
-def test_seed_echo_server_serves_clients_concurrently() -> None:
+@pytest.mark.parametrize("lib", ["fastco", "gevent on fastco"])
+def test_seed_echo_server_serves_clients_concurrently(lib, tmp_path) -> None:
+    """The example; and, as "gevent on fastco", the seed's own program (the
+    example with gevent for fastco) on gevent's compiled modules with
+    FASTCO_AS_GREENLET=1 (issue 12)."""
     source = (ROOT / "examples" / "seed_echo_server.py").read_text(encoding="utf-8")
     assert "from fastco import socket, monkey" in source and "coon.send" not in source
+    script, env = ROOT / "examples" / "seed_echo_server.py", dict(os.environ)
+    if lib != "fastco":
+        pytest.importorskip("gevent")
+        script = tmp_path / "seed_echo_server_gevent.py"
+        script.write_text(AS_FASTCO + source.replace("fastco", "gevent"), encoding="utf-8")
+        env["FASTCO_AS_GREENLET"] = "1"
     port = free_port()
-    proc = subprocess.Popen([sys.executable, "-u", "examples/seed_echo_server.py",
+    proc = subprocess.Popen([sys.executable, "-u", "-W", "error::RuntimeWarning", str(script),
                              str(port), "127.0.0.1"], cwd=ROOT, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+                            stderr=subprocess.PIPE, text=True, env=env)
     clients: list[socket.socket] = []
     try:
         connect_when_listening(port, time.monotonic() + 30).close()  # the server is up

@@ -5,7 +5,10 @@
  *
  *   thread.c    per-thread state: the main greenlet, the current one, the
  *               value in flight during a switch, thread exit
- *   greenlet.c  the greenlet type: creation, switch, throw, death, GC
+ *   greenlet.c  the greenlet type, the Python face of a coroutine:
+ *               creation, switch(), throw(), attributes, death, GC
+ *   coro.c      the coroutine behind it (fc_coro): the switch, start and
+ *               end on its own stack, the killing of dropped greenlets
  *   capi.c      greenlet's C API: the capsule greenlet._C_API
  *   module.c    the fastco._native module: getcurrent, settrace, errors
  *   pystate.c   the interpreter state saved per coroutine (per version)
@@ -147,6 +150,14 @@ PyObject *fc_greenlet_switch(PyObject *g, PyObject *value);
 PyObject *fc_greenlet_switch_args(FcGreenlet *g, PyObject *args, PyObject *kwargs);
 PyObject *fc_greenlet_throw(FcGreenlet *g, PyObject *typ, PyObject *val, PyObject *tb);
 int fc_greenlet_setparent(FcGreenlet *g, PyObject *parent);
+
+/* coro.c */
+int fc_coro_ready(void);
+fc_coro *fc_coro_alloc(void);
+void fc_coro_free(fc_coro *co);
+PyObject *fc_coro_switch(fc_thread *ts, FcGreenlet *g, fc_xfer *x);
+void fc_coro_kill_dropped(FcGreenlet *g);
+int fc_coro_kill_on_dealloc(FcGreenlet *g);
 void fc_kill_pending(fc_thread *ts);
 void fc_kill_active(fc_thread *ts);
 
