@@ -359,7 +359,8 @@ def run_file(python: str, impl: str, file: str, plan: dict, env: dict[str, str],
     cwd.mkdir(exist_ok=True)
     run = FileRun(file, impl)
     started = time.monotonic()
-    with open(workdir / f"log-{impl}-{file}{tag}.txt", "w", encoding="utf-8") as log:
+    log_path = workdir / f"log-{impl}-{file}{tag}.txt"
+    with open(log_path, "w", encoding="utf-8") as log:
         proc = subprocess.Popen([python, *entry["args"]], env=env, cwd=cwd,
                                 stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         try:
@@ -388,10 +389,12 @@ def run_file(python: str, impl: str, file: str, plan: dict, env: dict[str, str],
     if rc == 0:
         run.outcomes[PROCESS] = {"outcome": "pass", "detail": ""}
     elif rc == "hang":
-        run.outcomes[PROCESS] = {"outcome": "hang", "detail": f"killed after {timeout:.0f} s"}
+        run.outcomes[PROCESS] = {"outcome": "hang",
+                                 "detail": f"killed after {timeout:.0f} s; log: {log_path}"}
     else:
         what = f"killed by signal {-rc}" if isinstance(rc, int) and rc < 0 else f"exit {rc}"
-        run.outcomes[PROCESS] = {"outcome": "crash" if rc < 0 else "fail", "detail": what}
+        run.outcomes[PROCESS] = {"outcome": "crash" if rc < 0 else "fail",
+                                 "detail": f"{what}; log: {log_path}"}
     return run
 
 
@@ -422,11 +425,13 @@ def counts(outcomes: dict[str, dict]) -> Counter:
     return Counter(o["outcome"] for k, o in outcomes.items() if k != PROCESS)
 
 
-def fmt_counts(c: Counter, process: dict | None) -> str:
+def fmt_counts(c: Counter, process: dict | None, empty: str = "a script, no unittest tests"
+               ) -> str:
     parts = [f"{c[k]} {k}" for k in ("pass", "skip", "fail", "error", "crash", "hang") if c[k]]
-    text = ", ".join(parts) or "a script, no unittest tests"
-    if process is not None and process["outcome"] != "pass":
-        text += f" [process: {process['detail']}]"
+    failed = process is not None and process["outcome"] != "pass"
+    text = ", ".join(parts) or ("no test ran" if failed else empty)
+    if failed:
+        text += f" [process: {process['detail'].split(';')[0]}]"
     return text
 
 
@@ -507,8 +512,10 @@ def main() -> int:
         if not regs:
             continue
         again = run_file(python, "fastco", file, plan, env, workdir, tag="-retry")
+        log = workdir / f"log-fastco-{file}-retry.txt"
         for t in regs:
-            first = runs[file, "fastco"].outcomes.get(t, {"outcome": "missing", "detail": ""})
+            first = runs[file, "fastco"].outcomes.get(
+                t, {"outcome": "not run", "detail": f"(the process: {log})"})
             if again.outcomes.get(t, {}).get("outcome") in PASSING:
                 flaky[f"{file}: {t}"] = first
             else:
@@ -530,7 +537,8 @@ def main() -> int:
             total[impl] += counts(o)
             cells.append(fmt_counts(counts(o), o.get(PROCESS)))
         say(f"| {file} | {cells[0]} | {cells[1]} |")
-    say(f"| total | {fmt_counts(total['greenlet'], None)} | {fmt_counts(total['fastco'], None)} |")
+    say(f"| total | {fmt_counts(total['greenlet'], None, 'no tests')} | "
+        f"{fmt_counts(total['fastco'], None, 'no tests')} |")
     ids = {(f, t) for (f, _), r in runs.items() for t in r.outcomes if t != PROCESS}
     g_pass = {(f, t) for f in files for t, o in runs[f, "greenlet"].outcomes.items()
               if t != PROCESS and o["outcome"] in PASSING}
@@ -539,7 +547,7 @@ def main() -> int:
     for name, o in flaky.items():
         say(f"  flaky on fastco: {name} (first: {o['outcome']})")
     for name, o in failed.items():
-        say(f"\nFAILS ON FASTCO ONLY: {name}: {o['outcome']}\n{o['detail']}")
+        say(f"\nFAILS ON FASTCO ONLY: {name}: {o['outcome']} {o['detail']}".rstrip())
     for why in wrong:
         say(f"\nWRONG IMPLEMENTATION: {why}")
     say(f"(logs: {workdir}; {time.monotonic() - started:.0f} s)")
