@@ -55,7 +55,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 GEVENT_VERSION = "26.9.0"
-PACKAGE = "gevent.tests"
 IMPLS = ("greenlet", "fastco")
 
 #: The files run by default (issue 12): about 890 tests.
@@ -204,12 +203,16 @@ def base_env() -> dict[str, str]:
     return env
 
 
+def python_tag(python: str) -> str:
+    """PY's ABI, as its cache tag (cpython-313)."""
+    return subprocess.run([python, "-c", "import sys; print(sys.implementation.cache_tag)"],
+                          capture_output=True, text=True, check=True).stdout.strip()
+
+
 def default_gevent_dir(python: str, version: str) -> Path:
     """Where gevent goes for PY: outside any checkout (see install_gevent),
     one directory per gevent version and interpreter ABI."""
-    tag = subprocess.run([python, "-c", "import sys; print(sys.implementation.cache_tag)"],
-                         capture_output=True, text=True, check=True).stdout.strip()
-    return Path(tempfile.gettempdir()) / f"fastco-gevent-{version}-{tag}"
+    return Path(tempfile.gettempdir()) / f"fastco-gevent-{version}-{python_tag(python)}"
 
 
 def fetch_sdist(python: str, workdir: Path, version: str) -> Path:
@@ -341,13 +344,13 @@ def read_events(path: Path) -> list[dict]:
 
 
 def run_file(python: str, impl: str, file: str, plan: dict, env: dict[str, str],
-             workdir: Path, tag: str = "") -> FileRun:
-    """Run one test file in a process of its own."""
+             rundir: Path, tag: str = "") -> FileRun:
+    """Run one test file in a process of its own; its results and log go to rundir."""
     entry = plan[file]
     env = dict(env)
     if impl == "fastco":
         env["FASTCO_AS_GREENLET"] = "1"
-    results = workdir / f"results-{impl}-{file}{tag}.jsonl"
+    results = rundir / f"results-{impl}-{file}{tag}.jsonl"
     results.unlink(missing_ok=True)
     env["GEVENT_SUITE_RESULTS"] = str(results)
     env["DO_NOT_SETPGRP"] = "1"     # gevent's runner sets it when it makes the group
@@ -355,11 +358,11 @@ def run_file(python: str, impl: str, file: str, plan: dict, env: dict[str, str],
     env.update(options.get("env") or {})
     env.update(options.get("setenv") or {})
     timeout = float(options.get("timeout") or 100)
-    cwd = workdir / f"cwd-{impl}"
+    cwd = rundir / f"cwd-{impl}"
     cwd.mkdir(exist_ok=True)
     run = FileRun(file, impl)
     started = time.monotonic()
-    log_path = workdir / f"log-{impl}-{file}{tag}.txt"
+    log_path = rundir / f"log-{impl}-{file}{tag}.txt"
     with open(log_path, "w", encoding="utf-8") as log:
         proc = subprocess.Popen([python, *entry["args"]], env=env, cwd=cwd,
                                 stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
@@ -466,7 +469,11 @@ def main() -> int:
     if args.pure_python:
         env["PURE_PYTHON"] = "1"
     env, plan, alone = make_plan(python, files, env)
-    site = workdir / "site"
+    # Results and logs of each interpreter and mode apart (CI runs several
+    # interpreters in one checkout); the download is shared.
+    rundir = workdir / f"{python_tag(python)}-{'pure' if args.pure_python else 'compiled'}"
+    rundir.mkdir(exist_ok=True)
+    site = rundir / "site"
     site.mkdir(exist_ok=True)
     (site / "sitecustomize.py").write_text(SITECUSTOMIZE, encoding="utf-8")
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(site), env.get("PYTHONPATH")]))
@@ -480,7 +487,7 @@ def main() -> int:
     lock = threading.Lock()
 
     def task(file: str, impl: str) -> None:
-        run = run_file(python, impl, file, plan, env, workdir)
+        run = run_file(python, impl, file, plan, env, rundir)
         with lock:
             runs[file, impl] = run
             say(f"  {file:28} {impl:8} {run.seconds:5.1f} s  "
@@ -511,8 +518,8 @@ def main() -> int:
         regs = regressions(file)
         if not regs:
             continue
-        again = run_file(python, "fastco", file, plan, env, workdir, tag="-retry")
-        log = workdir / f"log-fastco-{file}-retry.txt"
+        again = run_file(python, "fastco", file, plan, env, rundir, tag="-retry")
+        log = rundir / f"log-fastco-{file}-retry.txt"
         for t in regs:
             first = runs[file, "fastco"].outcomes.get(
                 t, {"outcome": "not run", "detail": f"(the process: {log})"})
@@ -550,7 +557,7 @@ def main() -> int:
         say(f"\nFAILS ON FASTCO ONLY: {name}: {o['outcome']} {o['detail']}".rstrip())
     for why in wrong:
         say(f"\nWRONG IMPLEMENTATION: {why}")
-    say(f"(logs: {workdir}; {time.monotonic() - started:.0f} s)")
+    say(f"(logs: {rundir}; {time.monotonic() - started:.0f} s)")
     if args.json:
         out = {f"{impl}:{file}: {t}": o for (file, impl), r in runs.items()
                for t, o in r.outcomes.items()}
