@@ -83,19 +83,19 @@ static size_t slot_request(size_t size)
 
 /* Where the C stack of a started greenlet ends and its frame data begins:
  * FC_SPLIT bytes into the page above its stack_size bytes of C stack. */
-static char *stack_split(FcGreenlet *g)
+static char *stack_split(const fc_coro *co)
 {
-    char *lo = g->pimpl->stack.lo;
-    if (fc_pystate_chunk_bytes(g->pimpl->stack_size) == 0)
-        return lo + g->pimpl->stack.size;
-    return lo + g->pimpl->stack_size + FC_SPLIT;
+    char *lo = co->stack.lo;
+    if (fc_pystate_chunk_bytes(co->stack_size) == 0)
+        return lo + co->stack.size;
+    return lo + co->stack_size + FC_SPLIT;
 }
 
 /* The root frame data chunk of a started greenlet, or NULL (3.10). */
-static void *own_chunk(FcGreenlet *g)
+static void *own_chunk(const fc_coro *co)
 {
-    char *split = stack_split(g);
-    return split < (char *)g->pimpl->stack.lo + g->pimpl->stack.size ? split : NULL;
+    char *split = stack_split(co);
+    return split < (char *)co->stack.lo + co->stack.size ? split : NULL;
 }
 
 /* Gets a never-started greenlet of this thread ready to run: looks up the
@@ -109,13 +109,14 @@ static void *own_chunk(FcGreenlet *g)
  * or give it a parent on another thread (an error, rechecked here). */
 static int prepare_start(FcGreenlet *g, fc_thread *ts, PyObject **run_out)
 {
+    fc_coro *co = g->pimpl;
     PyObject *run;
     int err;
 
     run = PyObject_GetAttr((PyObject *)g, str_run);
     if (run == NULL)
         return -1;
-    if (g->pimpl->state != FC_NEW) {
+    if (co->state != FC_NEW) {
         Py_DECREF(run);
         return 1;
     }
@@ -123,8 +124,8 @@ static int prepare_start(FcGreenlet *g, fc_thread *ts, PyObject **run_out)
         Py_DECREF(run);
         return -1;
     }
-    if (g->pimpl->stack.lo == NULL) {
-        err = fastco_stack_get(&g->pimpl->stack, slot_request(g->pimpl->stack_size));
+    if (co->stack.lo == NULL) {
+        err = fastco_stack_get(&co->stack, slot_request(co->stack_size));
         if (err != 0) {
             Py_DECREF(run);
             if (err == ENOMEM)
@@ -208,17 +209,17 @@ static int page_used(const char *p)
  * deeper than FC_HOT_KEEP bytes from the split (C stack below, frame data
  * above), the deep pages go back to the kernel first, so that a cached
  * stack holds a few pages, not what its deepest moment needed. */
-static void trim_deep(FcGreenlet *g)
+static void trim_deep(fc_coro *co)
 {
     uintptr_t page = fastco_page_size();
-    char *lo = g->pimpl->stack.lo, *hi = lo + g->pimpl->stack.size, *split = stack_split(g);
+    char *lo = co->stack.lo, *hi = lo + co->stack.size, *split = stack_split(co);
     char *keep_lo = (char *)(((uintptr_t)split - FC_HOT_KEEP) & ~(page - 1));
     char *keep_hi = (char *)(((uintptr_t)split + FC_HOT_KEEP + page - 1) & ~(page - 1));
 
     if (keep_lo - page > lo && page_used(keep_lo - page))
-        fastco_stack_discard(&g->pimpl->stack, lo, keep_lo);
+        fastco_stack_discard(&co->stack, lo, keep_lo);
     if (keep_hi + page < hi && page_used(keep_hi))
-        fastco_stack_discard(&g->pimpl->stack, keep_hi, hi);
+        fastco_stack_discard(&co->stack, keep_hi, hi);
 }
 
 /* Release the stack of a finished greenlet.  (Its final context stays, as
@@ -226,10 +227,11 @@ static void trim_deep(FcGreenlet *g)
 static void release_dead(fc_thread *ts)
 {
     FcGreenlet *g = ts->dying;
+    fc_coro *co = g->pimpl;
     ts->dying = NULL;
-    fastco_ctx_retire(&g->pimpl->ctx);
-    trim_deep(g);
-    fastco_stack_put(&g->pimpl->stack);
+    fastco_ctx_retire(&co->ctx);
+    trim_deep(co);
+    fastco_stack_put(&co->stack);
     Py_DECREF(g);
 }
 
@@ -292,8 +294,9 @@ static void g_bootstrap(void *arg, void *value);
 /* Links a greenlet that starts into its thread's list of active ones. */
 static void active_link(fc_thread *ts, FcGreenlet *g)
 {
-    g->pimpl->active_prev = NULL;
-    g->pimpl->active_next = ts->active;
+    fc_coro *co = g->pimpl;
+    co->active_prev = NULL;
+    co->active_next = ts->active;
     if (ts->active != NULL)
         ts->active->pimpl->active_prev = g;
     ts->active = g;
@@ -302,13 +305,15 @@ static void active_link(fc_thread *ts, FcGreenlet *g)
 /* Unlinks a greenlet that finished. */
 static void active_unlink(fc_thread *ts, FcGreenlet *g)
 {
-    if (g->pimpl->active_prev != NULL)
-        g->pimpl->active_prev->pimpl->active_next = g->pimpl->active_next;
+    fc_coro *co = g->pimpl;
+    FcGreenlet *prev = co->active_prev, *next = co->active_next;
+    if (prev != NULL)
+        prev->pimpl->active_next = next;
     else if (ts->active == g)
-        ts->active = g->pimpl->active_next;
-    if (g->pimpl->active_next != NULL)
-        g->pimpl->active_next->pimpl->active_prev = g->pimpl->active_prev;
-    g->pimpl->active_next = g->pimpl->active_prev = NULL;
+        ts->active = next;
+    if (next != NULL)
+        next->pimpl->active_prev = prev;
+    co->active_next = co->active_prev = NULL;
 }
 
 /* Leaves the current greenlet for `target`, which is live (or new and
@@ -317,22 +322,22 @@ static void active_unlink(fc_thread *ts, FcGreenlet *g)
 static void leave_for(fc_thread *ts, FcGreenlet *target)
 {
     FcGreenlet *self = ts->current;
+    fc_coro *me = self->pimpl, *to = target->pimpl;
 
-    ts->carry = fc_pystate_save(&self->pimpl->st, ts->tstate);
+    ts->carry = fc_pystate_save(&me->st, ts->tstate);
     ts->origin = self;              /* takes over ts->current's reference */
     Py_INCREF(target);
     ts->current = target;
-    if (target->pimpl->state == FC_NEW) {
-        char *split = stack_split(target);
-        target->pimpl->state = FC_ACTIVE;
+    if (to->state == FC_NEW) {
+        char *split = stack_split(to);
+        to->state = FC_ACTIVE;
         active_link(ts, target);
-        fastco_ctx_make(&target->pimpl->ctx, target->pimpl->stack.lo,
-                        (size_t)(split - (char *)target->pimpl->stack.lo),
+        fastco_ctx_make(&to->ctx, to->stack.lo, (size_t)(split - (char *)to->stack.lo),
                         g_bootstrap, ts);
     }
-    fastco_ctx_switch_inline(&self->pimpl->ctx, &target->pimpl->ctx, target);
+    fastco_ctx_switch_inline(&me->ctx, &to->ctx, target);
     /* Resumed: some greenlet switched back to us. */
-    fc_pystate_restore(&self->pimpl->st, ts->tstate, ts->carry);
+    fc_pystate_restore(&me->st, ts->tstate, ts->carry);
 }
 
 /* Switches to `target` (see leave_for) and returns what the switch back
@@ -402,6 +407,7 @@ static void g_finish(fc_thread *ts, FcGreenlet *self, PyObject *result)
     __attribute__((noreturn));
 static void g_finish(fc_thread *ts, FcGreenlet *self, PyObject *result)
 {
+    fc_coro *co = self->pimpl;
     fc_xfer x = {FC_XFER_NONE, NULL, NULL, NULL};
     FcGreenlet *target;
     PyObject *run = NULL;
@@ -422,16 +428,16 @@ static void g_finish(fc_thread *ts, FcGreenlet *self, PyObject *result)
         x.kind = FC_XFER_EXC;
         PyErr_Fetch(&x.a, &x.b, &x.c);
     }
-    self->pimpl->state = FC_DEAD;
+    co->state = FC_DEAD;
     active_unlink(ts, self);
-    fc_pystate_finish(ts->tstate, own_chunk(self));
+    fc_pystate_finish(ts->tstate, own_chunk(co));
     /* The outcome goes to the first live ancestor; an ancestor that never
      * started starts now, with the outcome as its arguments, like greenlet.
      * One that cannot start, or that moved to another thread (an unstarted
      * greenlet may, with a new parent), is passed over, with the reason as
      * outcome.  Past the end of the chain, this thread's main greenlet gets
      * it (greenlet aborts the process there). */
-    for (FcGreenlet *candidate = self->pimpl->parent;;) {
+    for (FcGreenlet *candidate = co->parent;;) {
         int rc;
         target = live_target(candidate);
         if (target == NULL) {
@@ -479,15 +485,16 @@ static void g_finish(fc_thread *ts, FcGreenlet *self, PyObject *result)
 static void g_body(void *arg)
 {
     FcGreenlet *self = arg;
-    fc_thread *ts = self->pimpl->thread;
+    fc_coro *co = self->pimpl;
+    fc_thread *ts = co->thread;
     PyObject *run = ts->start_run, *result = NULL;
     fc_xfer x;
 
     ts->start_run = NULL;
     if (after_switch(ts, self, &x, run) == 0) {
-        /* self->pimpl->run stays set while it runs, for the collector to see;
+        /* co->run stays set while it runs, for the collector to see;
          * nothing can change it (run cannot be set after the start). */
-        run = Py_NewRef(self->pimpl->run);
+        run = Py_NewRef(co->run);
         switch (x.kind) {
         case FC_XFER_VALUE:
             result = PyObject_CallOneArg(run, x.a);
@@ -508,7 +515,7 @@ static void g_body(void *arg)
     }
     /* Dropping the callable may run Python code (which keeps the outcome
      * pending), as in greenlet. */
-    Py_CLEAR(self->pimpl->run);
+    Py_CLEAR(co->run);
     g_finish(ts, self, result);
 }
 
@@ -517,19 +524,20 @@ static void g_bootstrap(void *arg, void *value)
 {
     fc_thread *ts = arg;
     FcGreenlet *self = value;
-    char *lo = self->pimpl->stack.lo, *hi = lo + self->pimpl->stack.size;
-    char *split = stack_split(self);
+    fc_coro *co = self->pimpl;
+    char *lo = co->stack.lo, *hi = lo + co->stack.size;
+    char *split = stack_split(co);
     fc_fresh fresh;
 
-    fresh.exc_item = &self->pimpl->exc_item;
-    fresh.context = self->pimpl->st.context;     /* gr_context set before start */
-    self->pimpl->st.context = NULL;
-    fresh.chunk = own_chunk(self);
+    fresh.exc_item = &co->exc_item;
+    fresh.context = co->st.context;     /* gr_context set before start */
+    co->st.context = NULL;
+    fresh.chunk = own_chunk(co);
     fresh.chunk_size = (size_t)(hi - split);
-    fresh.stack_size = self->pimpl->stack_size;
+    fresh.stack_size = co->stack_size;
     fresh.stack_lo = lo;
     fresh.stack_hi = split;
-    fresh.st = &self->pimpl->st;
+    fresh.st = &co->st;
     fc_pystate_start(ts->tstate, ts->carry, &fresh, g_body, self);
 }
 

@@ -57,6 +57,7 @@ static PyObject *green_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
 {
     fc_thread *ts;
     FcGreenlet *g;
+    fc_coro *co;
     (void)args;
     (void)kwds;
     if (type->tp_flags & Py_TPFLAGS_IS_ABSTRACT) {
@@ -77,15 +78,15 @@ static PyObject *green_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
     g = (FcGreenlet *)type->tp_alloc(type, 0);
     if (g == NULL)
         return NULL;
-    g->pimpl = fc_coro_alloc();
-    if (g->pimpl == NULL) {
+    co = g->pimpl = fc_coro_alloc();
+    if (co == NULL) {
         Py_DECREF(g);
         return NULL;
     }
-    g->pimpl->thread = ts;
+    co->thread = ts;
     fc_thread_incref(ts);
-    g->pimpl->parent = (FcGreenlet *)Py_NewRef((PyObject *)ts->current);
-    g->pimpl->stack_size = default_stack_size;
+    co->parent = (FcGreenlet *)Py_NewRef((PyObject *)ts->current);
+    co->stack_size = default_stack_size;
     return (PyObject *)g;
 }
 
