@@ -274,8 +274,16 @@ def install_gevent(python: str, dest: Path, version: str, workdir: Path) -> None
         else:
             tar.extractall(tmp, members=members)   # noqa: S202 - a PyPI sdist
     (tmp / ready.name).write_text(version, encoding="utf-8")
-    shutil.rmtree(dest, ignore_errors=True)
-    tmp.rename(dest)
+    # Another run (a CI run of another checkout) may have made dest
+    # meanwhile, and be using it: then keep its copy.
+    try:
+        tmp.rename(dest)
+    except OSError:
+        if ready.is_file():
+            shutil.rmtree(tmp)
+            return
+        shutil.rmtree(dest)         # left half-made by a run that died
+        tmp.rename(dest)
 
 
 #: Run by PY (real greenlet): the environment gevent's runner gives its test
