@@ -30,9 +30,10 @@ modules run, which on fastco needs the capsule ``greenlet._C_API``.
 
 Exit status: 0 when every test (and every process) that passes on greenlet
 passes on fastco too, 1 otherwise, 2 when the suite could not be set up.
-A test that fails on fastco only is run again once, alone (gevent's own
-runner has the same second chance for its timing-sensitive tests); one that
-passes then is reported as flaky and does not fail the run.  Tests that fail
+The file of a test that fails on fastco only is run again once on fastco,
+alone (gevent's own runner has such a second chance, for its many tests
+that time things); a test that passes then is reported as flaky and does
+not fail the run.  Tests that fail
 on greenlet too are reported, not held against fastco.
 """
 
@@ -53,6 +54,7 @@ from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NoReturn
 
 GEVENT_VERSION = "26.9.0"
 IMPLS = ("greenlet", "fastco")
@@ -195,6 +197,12 @@ def say(*args: object) -> None:
     print(*args, flush=True)
 
 
+def setup_failed(why: str) -> NoReturn:
+    """End the run with status 2: the suite could not be set up."""
+    print(f"gevent_suite: {why}", file=sys.stderr, flush=True)
+    raise SystemExit(2)
+
+
 def base_env() -> dict[str, str]:
     """The caller's environment without the switches this script sets."""
     env = dict(os.environ)
@@ -225,7 +233,7 @@ def fetch_sdist(python: str, workdir: Path, version: str) -> Path:
                "--dest", str(dl), f"gevent=={version}"]
         say("+", " ".join(cmd))
         if subprocess.run(cmd, env=base_env()).returncode != 0:
-            raise SystemExit(f"gevent_suite: cannot download gevent {version}'s sdist")
+            setup_failed(f"cannot download gevent {version}'s sdist")
     return sdist
 
 
@@ -249,9 +257,9 @@ def install_gevent(python: str, dest: Path, version: str, workdir: Path) -> None
         cmd = [python, "-m", "pip", "install", "-q", "greenlet", "zope.event", "zope.interface"]
         say("+", " ".join(cmd))
         if subprocess.run(cmd, env=base_env()).returncode != 0:
-            raise SystemExit("gevent_suite: cannot install gevent's dependencies")
+            setup_failed("cannot install gevent's dependencies")
         if subprocess.run([python, "-c", "import fastco"], env=base_env()).returncode != 0:
-            raise SystemExit(f"gevent_suite: fastco is not installed for {python}")
+            setup_failed(f"fastco is not installed for {python}")
     ready = dest / ".gevent-suite-ready"
     if ready.is_file():
         return
@@ -262,7 +270,7 @@ def install_gevent(python: str, dest: Path, version: str, workdir: Path) -> None
     say("+", " ".join(cmd))
     if subprocess.run(cmd, env=base_env()).returncode != 0:
         shutil.rmtree(tmp)
-        raise SystemExit(f"gevent_suite: cannot install gevent {version}'s wheel")
+        setup_failed(f"cannot install gevent {version}'s wheel")
     top = f"gevent-{version}/"
     with tarfile.open(sdist) as tar:
         members = [m for m in tar.getmembers()
@@ -316,11 +324,11 @@ def make_plan(python: str, files: list[str], env: dict[str, str]
     proc = subprocess.run([python, "-c", PLAN, *files], capture_output=True, text=True,
                           env=env)
     if proc.returncode != 0:
-        raise SystemExit(f"gevent_suite: cannot plan the run:\n{proc.stderr}")
+        setup_failed(f"cannot plan the run:\n{proc.stderr}")
     data = json.loads(proc.stdout.splitlines()[-1])
     missing = [f for f in files if f not in data["plan"]]
     if missing:
-        raise SystemExit(f"gevent_suite: gevent {GEVENT_VERSION} has no {missing}")
+        setup_failed(f"gevent {GEVENT_VERSION} has no {missing}")
     alone = {f for f in files if f in ALONE or f + ".py" in data["alone"]}
     return data["env"], data["plan"], alone
 
