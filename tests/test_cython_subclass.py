@@ -204,3 +204,20 @@ def test_greenlet_module_api_on_the_subclass(built) -> None:
     """)
     assert out == ["False False True 42 True 1"]
 
+
+
+def test_subclass_dropped_on_another_thread_is_killed_on_its_own(built) -> None:
+    """Its last reference goes on another thread: the kill waits for its own
+    thread's next switch (getcurrent() here), the fields still there."""
+    out = run_with_sub(built, """
+        import threading
+        seen = []
+        box = [suspended(Sub(payload="far"),
+                         lambda me: seen.append((me.payload, threading.current_thread().name)))]
+        t = threading.Thread(target=box.clear, name="dropper")
+        t.start(); t.join()
+        print(seen)
+        greenlet.getcurrent()
+        print(seen)
+    """)
+    assert out == ["[]", "[('far', 'MainThread')]"]

@@ -688,6 +688,18 @@ int fc_coro_kill_on_dealloc(FcGreenlet *self)
 static void *coro_cache;
 static int coro_cached;
 
+/* Zeroes `co`, 64 bytes at a time: a memset of the whole becomes `rep stos`
+ * on x86-64 (gcc -O2), whose start-up cost was about a tenth of a
+ * greenlet's creation; pieces this small become a few vector stores. */
+static void coro_zero(fc_coro *co)
+{
+    char *p = (char *)co;
+    size_t n = sizeof(*co);
+    for (; n >= 64; p += 64, n -= 64)
+        memset(p, 0, 64);
+    memset(p, 0, n);
+}
+
 /* A zeroed coroutine state for a new greenlet object, or NULL with
  * MemoryError. */
 fc_coro *fc_coro_alloc(void)
@@ -696,7 +708,7 @@ fc_coro *fc_coro_alloc(void)
     if (co != NULL) {
         coro_cache = *(void **)co;
         coro_cached--;
-        memset(co, 0, sizeof(*co));
+        coro_zero(co);
         return co;
     }
     co = PyObject_Calloc(1, sizeof(*co));
