@@ -8,6 +8,7 @@ each backend).  Peers that are not installed are skipped.
 from __future__ import annotations
 
 import gc
+import json
 import subprocess
 import types
 from collections.abc import Callable, Iterator
@@ -112,3 +113,27 @@ def glet(request) -> types.SimpleNamespace:
 def loadgen() -> Path:
     """The load generator (bench/loadgen.c), compiled once, warnings as errors."""
     return build_loadgen()
+
+
+def time_requests(benchmark, loadgen: Path, port: int, scenario: str, n: int,
+                  rounds: int) -> dict:
+    """Time the load generator making `n` requests of `scenario` (CONNSxSIZE)
+    to the echo server on `port`, `rounds` times (once when timing is
+    disabled); every echoed byte is checked.  The last round's result."""
+    from bench import echo_bench
+
+    sc = echo_bench.parse_scenario(scenario)
+    cmd = [str(loadgen), "-H", echo_bench.HOST, "-p", str(port), "-c", str(sc.conns),
+           "-s", str(sc.size), "-w", "0", "-d", "60", "-n", str(n)]
+    results = []
+
+    def run() -> None:
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120, check=False)
+        assert proc.returncode == 0, f"loadgen exit {proc.returncode}: {proc.stderr}"
+        results.append(json.loads(proc.stdout.splitlines()[-1]))
+
+    benchmark.pedantic(run, rounds=1 if benchmark.disabled else rounds, iterations=1)
+    last = results[-1]
+    assert last["mismatches"] == 0 and last["errors"] == 0, last
+    assert last["requests"] >= n, last
+    return last

@@ -66,8 +66,9 @@ def per_op_ns(bench: dict) -> float:
 
 
 def cpu_ns(bench: dict) -> float | None:
-    """CPU time of the client process per operation, where the benchmark
-    measured it (the network and monkey benchmarks' client processes)."""
+    """CPU time of the process under test per operation, where the benchmark
+    measured it (the client processes of the network and monkey benchmarks;
+    the gevent benchmarks' workers and servers)."""
     return (bench.get("extra_info") or {}).get("cpu_ns")
 
 
@@ -144,7 +145,8 @@ def markdown(table: dict[str, dict[str, float]], c_bench: str, info: str,
     for group, impl, peer, r in ratios(table):
         lines.append(f"| {group} | {impl} | {peer} | **{fmt_ratio(r)}** |")
     if cpu:
-        lines += ["", "CPU time of the client process per operation, where measured (less "
+        lines += ["", "CPU time of the library's process per operation (a client, or the gevent "
+                  "benchmarks' worker or server), where measured (less "
                   "disturbed than the wall time by the load of a shared machine), and "
                   "fastco's divided by the peer's:", "",
                   "| benchmark | fastco backend | fastco | peer | peer's | ratio |",

@@ -69,7 +69,10 @@ async def serve(workload: str, ops: int) -> None:
 
         rounds = {"core": core, "orm": orm, "run-sync": run_sync}[workload]
         await rounds()                                  # warm up
-        print(f"ready {type(greenlet.getcurrent()).__module__}", flush=True)
+        # fastco's module says so (its greenlet type is named greenlet.greenlet,
+        # as gevent's compiled subclasses require).
+        impl = "fastco" if getattr(greenlet, "__fastco__", False) else "greenlet"
+        print(f"ready {impl}", flush=True)
         for _ in sys.stdin:
             await rounds()
             sys.stdout.write("done\n")

@@ -11,12 +11,10 @@ and CPU use comes from ``python -m bench.echo_bench``.
 
 from __future__ import annotations
 
-import json
-import subprocess
-
 import pytest
 
 from bench import echo_bench
+from bench.conftest import time_requests
 
 SERVERS = {
     "fastco-asm": "fastco",
@@ -44,22 +42,9 @@ def server(request):
 @pytest.mark.parametrize("scenario", list(SCENARIOS))
 def test_echo(benchmark, loadgen, server, scenario: str) -> None:
     impl, srv = server
-    sc = echo_bench.parse_scenario(scenario)
     n = SCENARIOS[scenario] // (50 if benchmark.disabled else 1)
     benchmark.group = f"echo-{scenario}"
     benchmark.extra_info.update(impl=impl, ops=n)
-    cmd = [str(loadgen), "-H", echo_bench.HOST, "-p", str(srv.port), "-c", str(sc.conns),
-           "-s", str(sc.size), "-w", "0", "-d", "60", "-n", str(n)]
-    results = []
-
-    def run() -> None:
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120, check=False)
-        assert proc.returncode == 0, f"loadgen exit {proc.returncode}: {proc.stderr}"
-        results.append(json.loads(proc.stdout.splitlines()[-1]))
-
-    benchmark.pedantic(run, rounds=1 if benchmark.disabled else 3, iterations=1)
-    last = results[-1]
-    assert last["mismatches"] == 0 and last["errors"] == 0, last
-    assert last["requests"] >= n, last
+    last = time_requests(benchmark, loadgen, srv.port, scenario, n, rounds=3)
     benchmark.extra_info.update(p50_us=last["latency_us"]["p50"],
                                 p99_us=last["latency_us"]["p99"])
