@@ -180,6 +180,28 @@ def test_flags(probe) -> None:
     assert [probe.flag(i, g) for i in (8, 9, 10)] == [0, 1, 0]
 
 
+def test_active_asks_no_subclass_bool(probe) -> None:
+    """ACTIVE reads the greenlet's state, as greenlet does: a subclass's
+    __bool__ (gevent's Greenlet has one) is neither called nor believed."""
+    main = fastco.getcurrent()
+
+    class Raising(fastco.greenlet):
+        def __bool__(self) -> bool:
+            raise RuntimeError("__bool__ called by ACTIVE")
+
+    class Falsy(fastco.greenlet):
+        def __bool__(self) -> bool:
+            return False
+
+    for cls in (Raising, Falsy):
+        g = cls(lambda: main.switch())
+        assert probe.flag(10, g) == 0
+        g.switch()
+        assert probe.flag(10, g) == 1
+        g.switch()
+        assert probe.flag(10, g) == 0
+
+
 def test_getparent(probe) -> None:
     g = fastco.greenlet(lambda: None)
     main = fastco.getcurrent()

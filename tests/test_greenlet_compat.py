@@ -493,3 +493,36 @@ def test_cross_thread_misuse_raises_what_greenlet_raises(alive: bool) -> None:
             finish()
     assert "ok" not in outcomes["greenlet"].values()
     assert outcomes["fastco"] == outcomes["greenlet"]
+
+
+# A suspended greenlet dropped while the interpreter finalizes cannot be
+# killed and is freed as it is; a neighbour in its thread's list of active
+# greenlets then finishes and unlinks itself (it read the freed one).
+DROP_SUSPENDED_AT_FINALIZATION = r"""
+import os, sys
+from fastco import greenlet, getcurrent
+
+ns = {"getcurrent": getcurrent}
+exec("def body():\n    getcurrent().parent.switch()\n", ns)  # frames hold no __main__ dict
+b = greenlet(ns["body"]); b.switch()
+a = greenlet(ns["body"]); a.switch()      # the thread's active list: a, b
+
+class Dropper:
+    def __init__(self, a, b):
+        self.a, self.b = [a], b
+
+    def __del__(self, write=os.write, sys=sys):
+        write(1, b"finalizing %d\n" % sys.is_finalizing())
+        self.a.pop()                          # freed, not killed
+        self.b.switch()                       # b finishes: leaves the list
+        write(1, b"b finished %d\n" % self.b.dead)
+
+dropper = Dropper(a, b)
+del a, b
+"""
+
+
+def test_suspended_greenlet_dropped_at_finalization_leaves_its_thread_list() -> None:
+    proc = run_python(code=DROP_SUSPENDED_AT_FINALIZATION, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines() == ["finalizing 1", "b finished 1"]

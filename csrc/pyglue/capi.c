@@ -129,7 +129,9 @@ static int capi_active(FcGreenlet *g)
 {
     if (!check(g))
         return -1;
-    return PyObject_IsTrue((PyObject *)g);
+    /* green_bool's test, read directly: a subclass's __bool__ (gevent's
+     * Greenlet has one) is not asked, as greenlet does not ask it. */
+    return g->pimpl->state == FC_ACTIVE && g->pimpl->thread->alive;
 }
 
 static FcGreenlet *capi_getparent(FcGreenlet *g)

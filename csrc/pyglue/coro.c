@@ -316,6 +316,14 @@ static void active_unlink(fc_thread *ts, FcGreenlet *g)
     co->active_next = co->active_prev = NULL;
 }
 
+/* Takes a greenlet that is freed while still active (its thread is gone, or
+ * the interpreter is finalizing, so it could not be killed) out of its
+ * thread's list of active ones: nothing may reach it there afterwards. */
+void fc_coro_forget(FcGreenlet *g)
+{
+    active_unlink(g->pimpl->thread, g);
+}
+
 /* Leaves the current greenlet for `target`, which is live (or new and
  * prepared), on this thread, and not the current one; ts->xfer holds what
  * to send.  Returns when something switches back to the current greenlet. */

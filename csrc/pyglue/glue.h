@@ -158,6 +158,7 @@ void fc_coro_free(fc_coro *co);
 PyObject *fc_coro_switch(fc_thread *ts, FcGreenlet *g, fc_xfer *x);
 void fc_coro_kill_dropped(FcGreenlet *g);
 int fc_coro_kill_on_dealloc(FcGreenlet *g);
+void fc_coro_forget(FcGreenlet *g);
 void fc_kill_pending(fc_thread *ts);
 void fc_kill_active(fc_thread *ts);
 

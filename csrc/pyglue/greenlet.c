@@ -227,7 +227,11 @@ static void green_dealloc(FcGreenlet *self)
         }
         /* An active greenlet left here could not be killed (its thread is
          * gone, or the interpreter is shutting down): its suspended frames
-         * still point into its stack, which is therefore never reused. */
+         * still point into its stack, which is therefore never reused.  It
+         * leaves its thread's list of active greenlets, which a neighbour
+         * that finishes, or the thread's exit, walks. */
+        if (co->state == FC_ACTIVE && !co->is_main)
+            fc_coro_forget(self);
         fc_thread_decref(co->thread);
         if (co->is_main)
             fc_main_greenlets--;
