@@ -643,8 +643,15 @@ void fc_coro_kill_dropped(FcGreenlet *self)
         if (owner->tstate != fc_tstate()) {
             /* Only its own thread may run it: that thread kills it at its
              * next switch.  (This thread needs no fastco state for that.) */
-            if (owner->pending_kills == NULL)
-                owner->pending_kills = PyList_New(0);
+            if (owner->pending_kills == NULL) {
+                /* Making the list may collect garbage, whose finalizers may
+                 * let another thread in that makes one first. */
+                PyObject *list = PyList_New(0);
+                if (owner->pending_kills == NULL)
+                    owner->pending_kills = list;
+                else
+                    Py_XDECREF(list);
+            }
             if (owner->pending_kills == NULL
                 || PyList_Append(owner->pending_kills, (PyObject *)self) < 0)
                 PyErr_WriteUnraisable((PyObject *)self);
