@@ -196,6 +196,23 @@ def test_python_subclass_of_the_cython_subclass(built) -> None:
     assert out == ["[('py', 'PySub')]"]
 
 
+def test_python_subclass_with_del_of_the_cython_subclass(built) -> None:
+    """Its __del__ takes the finalizer's place, so the kill would come after
+    Cython's dealloc cleared the fields its code reads (greenlet 3.5.6
+    crashes there): the greenlet is left unfinished, with a message."""
+    out = run_with_sub(built, """
+        class PySub(Sub):
+            def __del__(self):
+                print("__del__", self.payload)
+        seen = []
+        s = suspended(PySub(None, payload="P"), lambda me: seen.append(me.payload))
+        del s
+        gc.collect()
+        print(seen, "survived")
+    """)
+    assert out == ["__del__ P", "[] survived"]
+
+
 def test_greenlet_module_api_on_the_subclass(built) -> None:
     """The subclass through the Python API and fastco's own tools alike."""
     out = run_with_sub(built, """

@@ -199,6 +199,18 @@ static void green_finalize(FcGreenlet *self)
         fc_coro_kill_dropped(self);
 }
 
+/* Whether a C-level subclass (a static type between `self`'s class and
+ * fastco's, as Cython's cdef classes are) lies under the greenlet: its
+ * tp_dealloc ran before green_dealloc and cleared its fields, which its
+ * methods take for set. */
+static int has_c_subclass(FcGreenlet *self)
+{
+    for (PyTypeObject *t = Py_TYPE(self); t != NULL && t != &FcGreenlet_Type; t = t->tp_base)
+        if (!PyType_HasFeature(t, Py_TPFLAGS_HEAPTYPE))
+            return 1;
+    return 0;
+}
+
 static void green_dealloc(FcGreenlet *self)
 {
     fc_coro *co = self->pimpl;
@@ -214,9 +226,18 @@ static void green_dealloc(FcGreenlet *self)
     }
     PyObject_GC_UnTrack(self);
     /* Still suspended: finalized once already and resurrected then, or its
-     * finalizer replaced by a subclass's __del__.  Killed here. */
-    if (is_suspended_child(self) && !fc_coro_kill_on_dealloc(self))
-        return;
+     * finalizer replaced by a subclass's __del__.  Killed here, unless a C
+     * subclass's dealloc has cleared its fields already: its code would run
+     * on them (greenlet crashes there); it is left unfinished instead. */
+    if (is_suspended_child(self)) {
+        if (has_c_subclass(self))
+            PySys_FormatStderr("fastco: a suspended %s was dropped after its C-level fields "
+                               "were cleared, where GreenletExit cannot be thrown into it; "
+                               "it is left unfinished (its finally blocks do not run)\n",
+                               Py_TYPE(self)->tp_name);
+        else if (!fc_coro_kill_on_dealloc(self))
+            return;
+    }
     if (self->weakreflist != NULL)
         PyObject_ClearWeakRefs((PyObject *)self);
     green_clear(self);
